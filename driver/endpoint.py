@@ -1,0 +1,101 @@
+"""CreateEndpoint, DeleteEndpoint and EndpointOperInfo.
+
+CreateEndpoint only records the endpoint (Join makes the link, as Docker's own drivers do). A
+macvlan endpoint without a MAC from Docker gets a stable one (driver.mac); Docker's own values are
+never echoed back, because Docker refuses an answer that changes what it supplied.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from driver.context import Context
+from driver.errors import Conflict, InvalidOption
+from driver.linkinfo import normalize_mac
+from driver.logs import log
+from driver.mac import stable_mac
+from driver.names import endpoint_link_name
+from driver.network import delete_endpoint_link
+from driver.store import EndpointRecord
+
+
+@dataclass(frozen=True)
+class EndpointRequest:
+    network_id: str
+    endpoint_id: str
+    address: str = ""  # "192.0.2.5/24", as Docker sends it
+    address_ipv6: str = ""
+    mac: str = ""
+
+
+async def create_endpoint(ctx: Context, req: EndpointRequest) -> str:
+    """Record the endpoint; returns the MAC to tell Docker ("" when Docker chose, or ipvlan)."""
+    config = ctx.state.network(req.network_id)
+    ipv4, ipv6 = _interfaces(req)
+    docker_mac = normalize_mac(req.mac) if req.mac else ""
+    if config.kind == "ipvlan" and docker_mac:
+        # An ipvlan link has its parent's MAC; like Docker's ipvlan driver, we cannot honour one.
+        log.warning("ignoring the MAC address of an ipvlan endpoint", mac=docker_mac)
+        docker_mac = ""
+    mac, generated = docker_mac, False
+    if config.kind == "macvlan" and not mac:
+        seed = str(ipv4.ip) if ipv4 else str(ipv6.ip) if ipv6 else req.endpoint_id
+        mac, generated = stable_mac(req.network_id, seed), True
+    record = EndpointRecord(
+        endpoint_id=req.endpoint_id,
+        network_id=req.network_id,
+        link_name=endpoint_link_name(req.endpoint_id),
+        mac=mac,
+        mac_generated=generated,
+        ipv4=ipv4,
+        ipv6=ipv6,
+    )
+    existing = ctx.state.endpoints.get(req.endpoint_id)
+    if existing is not None:
+        if existing == record:
+            return record.mac if record.mac_generated else ""
+        raise Conflict(
+            f"endpoint {req.endpoint_id[:12]} already exists in pymacvlan with other addresses"
+        )
+    await ctx.commit(ctx.store.put_endpoint, record)
+    ctx.state.endpoints[record.endpoint_id] = record
+    return record.mac if generated else ""
+
+
+def _interfaces(
+    req: EndpointRequest,
+) -> tuple[ipaddress.IPv4Interface | None, ipaddress.IPv6Interface | None]:
+    try:
+        v4 = ipaddress.IPv4Interface(req.address) if req.address else None
+        v6 = ipaddress.IPv6Interface(req.address_ipv6) if req.address_ipv6 else None
+    except ValueError as exc:
+        raise InvalidOption(f"endpoint address is not valid: {exc}") from None
+    return v4, v6
+
+
+async def delete_endpoint(ctx: Context, network_id: str, endpoint_id: str) -> None:
+    record = ctx.state.endpoints.get(endpoint_id)
+    if record is None or record.network_id != network_id:
+        return  # already gone: a repeated request
+    cancel_announcement(ctx, endpoint_id)
+    await delete_endpoint_link(ctx, record.link_name)
+    await ctx.commit(ctx.store.delete_endpoint, endpoint_id)
+    del ctx.state.endpoints[endpoint_id]
+
+
+def endpoint_info(ctx: Context, network_id: str, endpoint_id: str) -> dict[str, Any]:
+    """What `docker network inspect` can show about the endpoint."""
+    record = ctx.state.endpoint(network_id, endpoint_id)
+    config = ctx.state.network(network_id)
+    info: dict[str, Any] = {"parent": config.parent.name, "mode": config.mode}
+    if record.mac:
+        info["mac_address"] = record.mac
+    return info
+
+
+def cancel_announcement(ctx: Context, endpoint_id: str) -> None:
+    task = ctx.announcements.pop(endpoint_id, None)
+    if task is not None:
+        task.cancel()

@@ -1,0 +1,67 @@
+"""Deterministic names of the links the plugin creates.
+
+Deterministic, so that a repeated request finds the link it made the first time, and a restarted
+plugin knows which links are its own without a scan. All fit the kernel's 15-character limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+# Endpoint sub-interfaces live in the host namespace only between Join and Docker moving them into
+# the container; "pmv" marks them as ours in `ip link` meanwhile.
+ENDPOINT_PREFIX = "pmv"
+# Docker's own drivers call the dummy parent of a parent-less network "dm-<network id>".
+DUMMY_PREFIX = "dm-"
+SHIM_PREFIX = "pmvh-"
+_ID_CHARS = 12
+
+
+def endpoint_link_name(endpoint_id: str) -> str:
+    return ENDPOINT_PREFIX + endpoint_id[:_ID_CHARS]
+
+
+def dummy_link_name(network_id: str) -> str:
+    return DUMMY_PREFIX + network_id[:_ID_CHARS]
+
+
+def shim_link_name(parent: str) -> str:
+    """One host shim per parent: every network on that LAN shares the host's presence on it."""
+    return SHIM_PREFIX + _digest(parent, 10)
+
+
+def vlan_link_name(base: str, vlan_id: int) -> str:
+    """``eth0`` + 10 → ``eth0.10`` when it fits; otherwise a short stable name.
+
+    Long names (``enp0s31f6u1u2`` + ``.4000``) become ``v4000-<hash of the base>``; the link's
+    alias still says which parent and VLAN it is.
+    """
+    natural = f"{base}.{vlan_id}"
+    if len(natural) <= 15:
+        return natural
+    head = f"v{vlan_id}-"
+    return head + _digest(base, 15 - len(head))
+
+
+def _digest(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+# Every link the plugin creates carries an alias "pymacvlan:<role>:<id>" (IFLA_IFALIAS, shown by
+# `ip link`). Before deleting a link the driver reads it back: a link whose alias is not ours was
+# not made by us (or was replaced by someone), and is left alone.
+OWNER_TAG = "pymacvlan"
+ROLE_VLAN = "vlan"
+ROLE_DUMMY = "dummy"
+ROLE_ENDPOINT = "endpoint"
+ROLE_SHIM = "shim"
+
+
+def owned_alias(role: str, ident: str) -> str:
+    return f"{OWNER_TAG}:{role}:{ident}"
+
+
+def is_owned(alias: str | None, role: str | None = None) -> bool:
+    if not alias or not alias.startswith(OWNER_TAG + ":"):
+        return False
+    return role is None or alias.split(":", 2)[1] == role

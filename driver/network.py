@@ -1,0 +1,85 @@
+"""CreateNetwork and DeleteNetwork.
+
+Create is all or nothing: links made for the network are removed again if anything after them
+fails, and the network is stored (with the links it owns) before success is answered, because
+Docker never sends CreateNetwork again. Delete is idempotent and always goes through: a link that
+cannot be removed is logged, not allowed to keep a deleted network alive.
+"""
+
+from __future__ import annotations
+
+from driver.config import NetworkConfig
+from driver.context import Context
+from driver.errors import Conflict, DriverError
+from driver.logs import log
+from driver.names import ROLE_ENDPOINT, is_owned
+from driver.parents import delete_owned_if_ours, prepare_parent
+
+
+async def create_network(ctx: Context, config: NetworkConfig) -> None:
+    existing = ctx.state.networks.get(config.network_id)
+    if existing is not None:
+        if existing == config:
+            return  # a repeated request: it already happened
+        raise Conflict(
+            f"network {config.network_id[:12]} already exists in pymacvlan with other options"
+        )
+    _, created = await prepare_parent(ctx, config)
+    new_links = (created,) if created is not None else ()
+    try:
+        await ctx.commit(ctx.store.put_network, config, new_links)
+    except DriverError:
+        for link in new_links:
+            await ctx.links.delete_link(link.name)
+        raise
+    ctx.state.networks[config.network_id] = config
+    for link in new_links:
+        ctx.state.owned[link.name] = link
+    log.info(
+        "network created",
+        network_id=config.network_id,
+        parent=config.parent.name,
+        mode=config.mode,
+        owned_parent=bool(new_links) or config.parent.name in ctx.state.owned,
+    )
+
+
+async def delete_network(ctx: Context, network_id: str) -> None:
+    config = ctx.state.networks.get(network_id)
+    if config is None:
+        log.info("delete of an unknown network: nothing to do", network_id=network_id)
+        return
+    for ep in ctx.state.endpoints_of(network_id):
+        await delete_endpoint_link(ctx, ep.link_name)
+    dropped = tuple(
+        name
+        for name in _owned_links_of(ctx, config)
+        if not ctx.state.networks_on(name, besides=network_id)
+    )
+    for name in dropped:
+        await delete_owned_if_ours(ctx, name)
+    await ctx.commit(ctx.store.delete_network, network_id, dropped)
+    for ep in ctx.state.endpoints_of(network_id):
+        del ctx.state.endpoints[ep.endpoint_id]
+    for name in dropped:
+        ctx.state.owned.pop(name, None)
+    del ctx.state.networks[network_id]
+    log.info("network deleted", network_id=network_id, deleted_links=list(dropped))
+
+
+def _owned_links_of(ctx: Context, config: NetworkConfig) -> list[str]:
+    return [name for name in (config.parent.name,) if name in ctx.state.owned]
+
+
+async def delete_endpoint_link(ctx: Context, name: str) -> None:
+    """Remove an endpoint's sub-interface if it is (back) in the host namespace and ours."""
+    link = await ctx.links.get_link(name)
+    if link is None:
+        return
+    if not is_owned(link.alias, ROLE_ENDPOINT):
+        log.warning("not deleting a link that is not ours", link=name, alias=link.alias)
+        return
+    try:
+        await ctx.links.delete_link(name)
+    except DriverError as exc:
+        log.warning("could not delete endpoint link", link=name, error=str(exc))

@@ -1,0 +1,176 @@
+"""Parent links: find or create them, check they can carry the network, delete the ones we own.
+
+The rules (moby's drivers, with their rough edges fixed):
+
+* A parent that exists is used as it is and never changed or deleted, even a VLAN link whose name
+  we would have chosen: the user made it.
+* A missing ``eth0.10`` (or ``-o parent=eth0 -o vlan=10``) is created as an 802.1q link on eth0
+  and brought up; a network without a parent gets a dummy link of its own. Both are owned: recorded
+  in the store and marked with our alias on the link itself.
+* An owned link is deleted when the last network using it goes, and only if its alias still says
+  it is ours. An owned link that vanished (a reboot drops VLAN links) is made again when the plugin
+  starts and when a container joins.
+"""
+
+from __future__ import annotations
+
+from driver.config import NetworkConfig, Parent
+from driver.context import Context
+from driver.errors import DriverError, InvalidOption, LinkError, ParentNotFound
+from driver.linkinfo import LinkInfo
+from driver.logs import log
+from driver.names import ROLE_DUMMY, ROLE_VLAN, is_owned, owned_alias
+from driver.sharing import ForeignLink, check_parent_sharing
+from driver.store import OwnedLink
+
+
+def owned_record(parent: Parent) -> OwnedLink:
+    if parent.dummy:
+        return OwnedLink(name=parent.name, kind="dummy", alias=owned_alias(ROLE_DUMMY, parent.name))
+    return OwnedLink(
+        name=parent.name,
+        kind="vlan",
+        alias=owned_alias(ROLE_VLAN, parent.name),
+        base=parent.vlan_base,
+        vlan_id=parent.vlan_id,
+    )
+
+
+async def create_owned(ctx: Context, link: OwnedLink) -> LinkInfo:
+    """Create an owned link (down → aliased → up); on any failure nothing is left behind."""
+    if link.kind == "dummy":
+        await ctx.links.create_dummy(link.name, alias=link.alias)
+    elif link.kind == "vlan":
+        if await ctx.links.get_link(link.base) is None:
+            raise ParentNotFound(
+                f"parent interface {link.base} (for VLAN {link.vlan_id} link {link.name}) does "
+                "not exist on this host"
+            )
+        await ctx.links.create_vlan(link.name, link.base, link.vlan_id, alias=link.alias)
+    else:
+        raise LinkError(f"cannot recreate link {link.name} of kind {link.kind}")
+    try:
+        await ctx.links.set_up(link.name)
+        created = await ctx.links.get_link(link.name)
+        if created is None:
+            raise LinkError(f"link {link.name} vanished right after it was created")
+    except DriverError:
+        await ctx.links.delete_link(link.name)
+        raise
+    log.info("created link", link=link.name, kind=link.kind, base=link.base or None)
+    return created
+
+
+async def prepare_parent(ctx: Context, config: NetworkConfig) -> tuple[LinkInfo, OwnedLink | None]:
+    """The parent link for a new network, created if we may; returns it and what we now own.
+
+    The caller stores the network together with the owned link and deletes the link again if
+    that fails (``release_new_parent``).
+    """
+    parent = config.parent
+    link = await ctx.links.get_link(parent.name)
+    owned = ctx.state.owned.get(parent.name)
+    created: OwnedLink | None = None
+    if link is None:
+        if owned is not None:
+            # Ours, vanished (reboot, or deleted by hand): make it again.
+            link = await create_owned(ctx, owned)
+        elif parent.dummy or parent.is_vlan:
+            created = owned_record(parent)
+            link = await create_owned(ctx, created)
+        else:
+            raise ParentNotFound(f"parent interface {parent.name} does not exist on this host")
+    try:
+        check_parent(config, link)
+        foreign = [
+            ForeignLink(c.name, c.kind or "", c.macvlan_mode or c.ipvlan_mode or "")
+            for c in await ctx.links.list_children(link.index)
+            if c.kind in ("macvlan", "ipvlan") and not is_owned(c.alias)
+        ]
+        check_parent_sharing(config, ctx.state.networks.values(), foreign)
+    except DriverError:
+        if created is not None:
+            await ctx.links.delete_link(created.name)
+        raise
+    return link, created
+
+
+def check_parent(config: NetworkConfig, link: LinkInfo) -> None:
+    """What the kernel would accept but the user would regret, or would refuse without a reason."""
+    name = link.name
+    if link.loopback or not link.ethernet:
+        raise InvalidOption(
+            f"parent interface {name} is not an Ethernet device; {config.kind} needs one"
+        )
+    if config.kind == "macvlan" and link.wireless:
+        raise InvalidOption(
+            f"parent interface {name} is a Wi-Fi interface: access points drop frames from MAC "
+            f"addresses that did not associate with them, so macvlan containers would get no "
+            f"traffic. Use ipvlan, which shares {name}'s MAC: -o type=ipvlan -o ipvlan_mode=l2"
+        )
+    if not link.up:
+        raise InvalidOption(
+            f"parent interface {name} is down; bring it up first (ip link set {name} up)"
+        )
+    if config.mtu is not None and config.mtu > link.mtu:
+        raise InvalidOption(
+            f"MTU {config.mtu} is larger than the MTU of parent {name} ({link.mtu}); "
+            f"a {config.kind} link cannot exceed its parent's MTU"
+        )
+
+
+async def ensure_parent_present(ctx: Context, config: NetworkConfig) -> LinkInfo:
+    """At Join: the parent must be there and up; an owned one that vanished is made again."""
+    link = await ctx.links.get_link(config.parent.name)
+    if link is None:
+        owned = ctx.state.owned.get(config.parent.name)
+        if owned is None:
+            raise ParentNotFound(
+                f"parent interface {config.parent.name} of network {config.network_id[:12]} "
+                "no longer exists on this host"
+            )
+        link = await create_owned(ctx, owned)
+    check_parent(config, link)
+    return link
+
+
+async def delete_owned_if_ours(ctx: Context, name: str) -> None:
+    """Delete an owned link if it is still ours; anything else is logged and left alone."""
+    link = await ctx.links.get_link(name)
+    if link is None:
+        return
+    if not is_owned(link.alias):
+        log.warning("not deleting a link that is no longer ours", link=name, alias=link.alias)
+        return
+    try:
+        await ctx.links.delete_link(name)
+        log.info("deleted link", link=name)
+    except DriverError as exc:
+        # On the delete path a failed cleanup is logged and the delete goes on (as moby does).
+        log.warning("could not delete link", link=name, error=str(exc))
+
+
+async def restore_owned_links(ctx: Context) -> None:
+    """At start-up: recreate owned links that networks need; forget or delete the others."""
+    for link in list(ctx.state.owned.values()):
+        users = ctx.state.networks_on(link.name)
+        current = await ctx.links.get_link(link.name)
+        if not users:
+            # Left over by a crash between deleting a network and forgetting its link.
+            if current is not None:
+                await delete_owned_if_ours(ctx, link.name)
+            await ctx.commit(ctx.store.delete_owned_link, link.name)
+            del ctx.state.owned[link.name]
+        elif current is None:
+            try:
+                await create_owned(ctx, link)
+            except DriverError as exc:
+                log.error("could not recreate link", link=link.name, error=str(exc))
+        elif not is_owned(current.alias):
+            log.warning(
+                "a link we made was replaced by someone else's; using it, never deleting it",
+                link=link.name,
+                alias=current.alias,
+            )
+            await ctx.commit(ctx.store.delete_owned_link, link.name)
+            del ctx.state.owned[link.name]

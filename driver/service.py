@@ -1,0 +1,110 @@
+"""The network driver's API, one method per NetworkDriver call; the HTTP layer calls only this.
+
+Every call that changes something runs under one lock: checks, kernel changes and the store write
+of one request never interleave with another's, so two networks cannot both claim a passthru
+parent and a repeated request sees the first one's result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from driver import endpoint, joinleave, network, parents
+from driver.config import PoolData, parse_network
+from driver.context import Context, DriverSettings
+from driver.endpoint import EndpointRequest
+from driver.joinleave import JoinResult
+from driver.links import Links
+from driver.logs import log
+from driver.names import ROLE_ENDPOINT, is_owned
+from driver.state import State
+from driver.store import SqliteDriverStore, open_store
+
+SCOPE = "local"  # networks and their state live on one host; each host runs its own plugin
+
+
+class NetworkDriver:
+    def __init__(
+        self, links: Links, store: SqliteDriverStore, settings: DriverSettings | None = None
+    ) -> None:
+        self._ctx = Context(links=links, store=store, settings=settings or DriverSettings())
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def open(
+        cls, links: Links, state_dir: Path, settings: DriverSettings | None = None
+    ) -> NetworkDriver:
+        return cls(links, open_store(state_dir), settings)
+
+    async def load(self) -> None:
+        """Read the store, recreate owned links that vanished, remove stale endpoint links."""
+        async with self._lock:
+            ctx = self._ctx
+            ctx.state = State.from_store(await asyncio.to_thread(ctx.store.load))
+            await parents.restore_owned_links(ctx)
+            known = {ep.link_name for ep in ctx.state.endpoints.values()}
+            for link in await ctx.links.list_links():
+                if is_owned(link.alias, ROLE_ENDPOINT) and link.name not in known:
+                    await network.delete_endpoint_link(ctx, link.name)
+            log.info(
+                "driver state loaded",
+                networks=len(ctx.state.networks),
+                endpoints=len(ctx.state.endpoints),
+                owned_links=sorted(ctx.state.owned),
+            )
+
+    async def close(self) -> None:
+        tasks = list(self._ctx.announcements.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._ctx.store.close()
+        self._ctx.links.close()
+
+    # -- NetworkDriver methods -------------------------------------------------------------------
+
+    @staticmethod
+    def skip_gateway_allocation() -> tuple[bool, bool]:
+        """GwAllocCheck: like Docker's macvlan/ipvlan drivers, no gateway unless the user names
+        one (a LAN's router is not an address to take from the pool)."""
+        return True, True
+
+    async def create_network(
+        self,
+        network_id: str,
+        options: Mapping[str, Any],
+        ipv4: Sequence[PoolData],
+        ipv6: Sequence[PoolData],
+    ) -> None:
+        config = parse_network(network_id, options, ipv4, ipv6)
+        async with self._lock:
+            await network.create_network(self._ctx, config)
+
+    async def delete_network(self, network_id: str) -> None:
+        async with self._lock:
+            await network.delete_network(self._ctx, network_id)
+
+    async def create_endpoint(self, req: EndpointRequest) -> str:
+        async with self._lock:
+            return await endpoint.create_endpoint(self._ctx, req)
+
+    async def delete_endpoint(self, network_id: str, endpoint_id: str) -> None:
+        async with self._lock:
+            await endpoint.delete_endpoint(self._ctx, network_id, endpoint_id)
+
+    def endpoint_info(self, network_id: str, endpoint_id: str) -> dict[str, Any]:
+        return endpoint.endpoint_info(self._ctx, network_id, endpoint_id)
+
+    async def join(self, network_id: str, endpoint_id: str) -> JoinResult:
+        async with self._lock:
+            return await joinleave.join(self._ctx, network_id, endpoint_id)
+
+    async def leave(self, network_id: str, endpoint_id: str) -> None:
+        async with self._lock:
+            await joinleave.leave(self._ctx, network_id, endpoint_id)

@@ -1,0 +1,50 @@
+"""``pymacvlan``: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from plugin import logs, settings
+
+
+def _version() -> str:
+    try:
+        return version("pymacvlan")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pymacvlan",
+        description="Docker network and IPAM plugin: containers on the physical LAN "
+        "with macvlan/ipvlan and per-host address plans.",
+    )
+    parser.add_argument("--version", action="version", version=f"pymacvlan {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the plugin daemon on its unix socket")
+    settings.add_arguments(serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        try:
+            conf = settings.from_arguments(args)
+        except settings.SettingsError as exc:
+            print(f"pymacvlan: {exc}", file=sys.stderr)
+            return 2
+        logs.configure(conf.log_level, conf.log_format)
+        from plugin.server import serve  # imports aiohttp; keep `--help` fast
+
+        asyncio.run(serve(conf))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

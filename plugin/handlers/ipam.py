@@ -1,0 +1,51 @@
+"""``/IpamDriver.*`` handlers."""
+
+from __future__ import annotations
+
+from ipam.service import GLOBAL_ADDRESS_SPACE, LOCAL_ADDRESS_SPACE
+from plugin.services import Services
+from plugin.wire import ipam as wire
+from plugin.wire.base import Empty, EmptyResponse
+
+
+async def get_capabilities(_: Services, __: Empty) -> wire.CapabilitiesResponse:
+    # Our state is durable, so Docker need not replay pools and addresses after it restarts;
+    # and no MAC is needed to choose an address.
+    return wire.CapabilitiesResponse(requires_mac_address=False, requires_request_replay=False)
+
+
+async def get_default_address_spaces(_: Services, __: Empty) -> wire.AddressSpacesResponse:
+    return wire.AddressSpacesResponse(
+        local_default_address_space=LOCAL_ADDRESS_SPACE,
+        global_default_address_space=GLOBAL_ADDRESS_SPACE,
+    )
+
+
+async def request_pool(s: Services, req: wire.RequestPoolRequest) -> wire.RequestPoolResponse:
+    grant = await s.ipam.request_pool(
+        address_space=req.address_space,
+        pool=req.pool,
+        sub_pool=req.sub_pool,
+        options=req.options,
+        v6=req.v6,
+    )
+    return wire.RequestPoolResponse(pool_id=grant.pool_id, pool=grant.pool, data=grant.data)
+
+
+async def release_pool(s: Services, req: wire.ReleasePoolRequest) -> EmptyResponse:
+    await s.ipam.release_pool(req.pool_id)
+    return EmptyResponse()
+
+
+async def request_address(
+    s: Services, req: wire.RequestAddressRequest
+) -> wire.RequestAddressResponse:
+    grant = await s.ipam.request_address(
+        pool_id=req.pool_id, address=req.address, options=req.options
+    )
+    return wire.RequestAddressResponse(address=grant.address, data=grant.data)
+
+
+async def release_address(s: Services, req: wire.ReleaseAddressRequest) -> EmptyResponse:
+    await s.ipam.release_address(pool_id=req.pool_id, address=req.address)
+    return EmptyResponse()

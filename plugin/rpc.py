@@ -1,0 +1,87 @@
+"""Turns a typed handler into an aiohttp route: body → request model → handler → response model.
+
+Every protocol method goes through here, so parsing, readiness, logging and the response format
+are written once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from plugin.errors import (
+    PLUGIN_CONTENT_TYPE,
+    MalformedRequest,
+    PluginError,
+    describe_validation_error,
+)
+from plugin.logs import get_logger
+from plugin.services import SERVICES, Services
+from plugin.wire.base import WireRequest, WireResponse
+
+log = get_logger("pymacvlan.rpc")
+
+Req = TypeVar("Req", bound=WireRequest)
+
+# Request fields worth seeing in every log line of a call.
+_LOGGED_FIELDS = ("network_id", "endpoint_id", "pool_id", "pool", "sub_pool", "address")
+
+
+@dataclass(frozen=True)
+class Method(Generic[Req]):
+    """One protocol method: ``/<name>`` answered by ``call`` with a ``request`` model."""
+
+    name: str
+    request: type[Req]
+    call: Callable[[Services, Req], Awaitable[WireResponse]]
+    # Activate and the capability probes must answer before the state is loaded.
+    needs_state: bool = True
+
+    def route(self) -> web.RouteDef:
+        return web.post("/" + self.name, self._handle)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        started = time.monotonic()
+        short = self.name.split(".", 1)[-1]
+        with structlog.contextvars.bound_contextvars(method=self.name):
+            body = await request.read()
+            try:
+                parsed = self.request.model_validate_json(body or b"{}")
+            except ValidationError as exc:
+                error = MalformedRequest(describe_validation_error(short, exc))
+                _log_failure(error, started)
+                raise error from None
+            ids = _ids(parsed)
+            with structlog.contextvars.bound_contextvars(**ids):
+                services = request.app[SERVICES]
+                try:
+                    if self.needs_state:
+                        await services.wait_ready()
+                    response = await self.call(services, parsed)
+                except Exception as exc:
+                    _log_failure(exc, started)
+                    raise
+                log.info("ok", ms=_ms(started))
+                return web.json_response(response.to_wire(), content_type=PLUGIN_CONTENT_TYPE)
+
+
+def _ids(parsed: WireRequest) -> dict[str, Any]:
+    return {k: v for k in _LOGGED_FIELDS if (v := getattr(parsed, k, None))}
+
+
+def _ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 2)
+
+
+def _log_failure(exc: Exception, started: float) -> None:
+    if getattr(exc, "caller_fault", False):
+        log.warning("refused", error=str(exc), ms=_ms(started))
+    elif isinstance(exc, PluginError) or hasattr(exc, "caller_fault"):
+        log.error("failed", error=str(exc), ms=_ms(started))
+    # anything else is a bug: the error middleware logs it with its traceback

@@ -1,0 +1,99 @@
+"""The composition root: builds the IPAM and driver services from the settings, loads their state.
+
+Loading happens in the background after the socket is bound: Docker disables a managed plugin whose
+socket does not answer within seconds of its start, and Activate needs no state. Every call that
+does need state waits for the load to finish (see ``Services.wait_ready``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from driver.context import DriverSettings
+from driver.netlink import LinkLayer
+from driver.service import NetworkDriver
+from ipam.service import IpamService, IpamSettings, parse_default_pools
+from plugin.errors import NotReady
+from plugin.logs import get_logger
+from plugin.settings import Settings
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Services:
+    ipam: IpamService
+    driver: NetworkDriver
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _load_error: str | None = None
+    _loader: asyncio.Task[None] | None = None
+
+    def start_loading(self) -> None:
+        self._loader = asyncio.create_task(self._load(), name="pymacvlan-load-state")
+
+    async def _load(self) -> None:
+        try:
+            await self.ipam.load()
+            await self.driver.load()
+        except Exception as exc:
+            log.exception("loading the state failed")
+            self._load_error = f"{type(exc).__name__}: {exc}"
+        else:
+            log.info("state loaded")
+        finally:
+            self._ready.set()
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+        if self._load_error is not None:
+            raise NotReady(
+                f"pymacvlan could not load its state ({self._load_error}); "
+                "see the plugin's log, fix the state directory and restart the plugin"
+            )
+
+    async def close(self) -> None:
+        if self._loader is not None and not self._loader.done():
+            self._loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loader
+        await self.driver.close()
+        await self.ipam.close()
+
+
+ServicesFactory = Callable[[Settings], AbstractAsyncContextManager[Services]]
+
+SERVICES = web.AppKey("services", Services)
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """The real services: SQLite state in ``settings.state_dir``, netlink in this namespace."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ipam = IpamService.open_sqlite(
+        settings.state_dir,
+        IpamSettings(
+            node_name=settings.node_name,
+            default_pools=parse_default_pools(settings.default_pools),
+            quarantine_seconds=settings.quarantine_seconds,
+        ),
+    )
+    links = await LinkLayer.open()
+    driver = NetworkDriver.open(
+        links,
+        settings.state_dir,
+        DriverSettings(
+            announce_count=settings.announce_count, announce_interval=settings.announce_interval
+        ),
+    )
+    services = Services(ipam=ipam, driver=driver)
+    services.start_loading()
+    try:
+        yield services
+    finally:
+        await services.close()

@@ -1,0 +1,137 @@
+"""The daemon's settings: flags over ``PYMACVLAN_*`` environment variables over defaults.
+
+Environment variables are how a managed plugin is configured (``docker plugin set``), flags are how
+an operator runs the daemon by hand; both spell the same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+ENV_PREFIX = "PYMACVLAN_"
+
+DEFAULT_SOCKET = Path("/run/docker/plugins/pymacvlan.sock")
+DEFAULT_STATE_DIR = Path("/var/lib/pymacvlan")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+# Docker's own local-scope defaults (moby ipamutils), so auto-picked subnets look familiar.
+DEFAULT_POOLS = (
+    "172.17.0.0/16:16,172.18.0.0/16:16,172.19.0.0/16:16,"
+    "172.20.0.0/14:16,172.24.0.0/14:16,172.28.0.0/14:16,192.168.0.0/16:20"
+)
+
+
+class SettingsError(ValueError):
+    """A setting has a value the daemon cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    socket: Path = DEFAULT_SOCKET
+    state_dir: Path = DEFAULT_STATE_DIR
+    log_level: str = "info"
+    log_format: str = "text"
+    node_name: str = ""
+    default_pools: str = DEFAULT_POOLS
+    quarantine_seconds: float = 300.0
+    # Gratuitous ARP / unsolicited NA for each new container address (0 turns them off).
+    announce_count: int = 3
+    announce_interval: float = 1.0
+    # Largest request body accepted; Docker's biggest (CreateNetwork) is a few KiB.
+    max_body_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        if self.log_level not in LOG_LEVELS:
+            raise SettingsError(
+                f"log level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
+            )
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(
+                f"log format {self.log_format!r} is not one of {', '.join(LOG_FORMATS)}"
+            )
+        if not 0 <= self.announce_count <= 10:
+            raise SettingsError(f"announce count must be 0-10, not {self.announce_count}")
+        if self.announce_interval <= 0:
+            raise SettingsError(f"announce interval must be > 0, not {self.announce_interval}")
+        if self.quarantine_seconds < 0:
+            raise SettingsError(f"quarantine must be >= 0 seconds, not {self.quarantine_seconds}")
+        if not self.node_name:
+            # The node name keys this host's part of every per-host address plan.
+            object.__setattr__(self, "node_name", socket.gethostname())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags for every setting; their defaults come from the environment, then the built-ins."""
+    env = os.environ
+    d = Settings.__dataclass_fields__
+
+    def default(name: str) -> object:
+        return env.get(ENV_PREFIX + name.upper(), d[name].default)
+
+    parser.add_argument(
+        "--socket",
+        type=Path,
+        default=default("socket"),
+        help="unix socket to serve on (PYMACVLAN_SOCKET)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=default("state_dir"),
+        help="directory of the durable state (PYMACVLAN_STATE_DIR)",
+    )
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, default=default("log_level"), help="PYMACVLAN_LOG_LEVEL"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=default("log_format"),
+        help="PYMACVLAN_LOG_FORMAT",
+    )
+    parser.add_argument(
+        "--node-name",
+        default=default("node_name"),
+        help="this host's name in per-host address plans; default: the host name "
+        "(PYMACVLAN_NODE_NAME)",
+    )
+    parser.add_argument(
+        "--default-pools",
+        default=default("default_pools"),
+        help="pools for networks created without --subnet, as BASE:SIZE,... "
+        "(PYMACVLAN_DEFAULT_POOLS)",
+    )
+    parser.add_argument(
+        "--quarantine-seconds",
+        type=float,
+        default=default("quarantine_seconds"),
+        help="how long a released address is not handed out again while others "
+        "are free (PYMACVLAN_QUARANTINE_SECONDS)",
+    )
+    parser.add_argument(
+        "--announce-count",
+        type=int,
+        default=default("announce_count"),
+        help="gratuitous ARP / unsolicited NA messages sent for each new "
+        "container address, 0 for none (PYMACVLAN_ANNOUNCE_COUNT)",
+    )
+    parser.add_argument(
+        "--announce-interval",
+        type=float,
+        default=default("announce_interval"),
+        help="seconds between them (PYMACVLAN_ANNOUNCE_INTERVAL)",
+    )
+
+
+def from_arguments(args: argparse.Namespace) -> Settings:
+    values: Mapping[str, object] = vars(args)
+    kwargs = {f.name: values[f.name] for f in fields(Settings) if f.name in values}
+    try:
+        return Settings(**kwargs)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(str(exc)) from exc

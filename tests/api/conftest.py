@@ -1,0 +1,104 @@
+"""The daemon's app served on a real unix socket in this process, and a client that speaks to it
+the way dockerd does (POST, JSON body, Docker's plugin Accept header)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from plugin.app import make_app, make_runner
+from plugin.services import ServicesFactory, open_services
+from plugin.settings import Settings
+
+DOCKER_ACCEPT = "application/vnd.docker.plugins.v1.2+json"
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def err(self) -> str:
+        return str(self.body.get("Err", ""))
+
+
+class PluginClient:
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    async def raw(self, method: str, body: bytes, http_method: str = "POST") -> Answer:
+        async with self.session.request(
+            http_method, f"http://plugin/{method}", data=body, headers={"Accept": DOCKER_ACCEPT}
+        ) as resp:
+            text = await resp.text()
+            return Answer(resp.status, json.loads(text) if text else {})
+
+    async def call(self, method: str, body: dict[str, Any] | None = None) -> Answer:
+        return await self.raw(method, b"" if body is None else json.dumps(body).encode())
+
+    async def ok(self, method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        answer = await self.call(method, body)
+        assert answer.status == 200, (method, body, answer)
+        assert "Err" not in answer.body
+        assert "Error" not in answer.body
+        return answer.body
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    client: PluginClient
+
+
+StartDaemon = Callable[..., Awaitable[Daemon]]
+
+
+@pytest.fixture
+async def start_daemon(tmp_path: Path) -> AsyncIterator[StartDaemon]:
+    """Start (and on teardown stop) the app on ``tmp_path/plugin.sock``; call again to restart."""
+    runners: list[web.AppRunner] = []
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def start(factory: ServicesFactory = open_services, **overrides: Any) -> Daemon:
+        for runner in runners:
+            await runner.cleanup()
+        runners.clear()
+        values: dict[str, Any] = {
+            "socket": tmp_path / "plugin.sock",
+            "state_dir": tmp_path / "state",
+            "node_name": "node1",
+            "quarantine_seconds": 0.0,
+        }
+        values.update(overrides)
+        settings = Settings(**values)
+        runner = make_runner(make_app(settings, factory))
+        await runner.setup()
+        await web.UnixSite(runner, str(settings.socket)).start()
+        runners.append(runner)
+        session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(settings.socket)))
+        sessions.append(session)
+        return Daemon(settings, PluginClient(session))
+
+    yield start
+    for session in sessions:
+        await session.close()
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def daemon(start_daemon: StartDaemon) -> Daemon:
+    return await start_daemon()
+
+
+@pytest.fixture
+def client(daemon: Daemon) -> PluginClient:
+    return daemon.client
