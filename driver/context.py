@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
@@ -30,9 +32,17 @@ class Context:
     state: State = field(default_factory=State)
     # Background announcements per endpoint, cancelled when the endpoint goes.
     announcements: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    # One thread owns the SQLite connection: calls run in order, and closing it queues behind a
+    # call still running (a cancelled caller does not stop its thread).
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="pymacvlan-driver-db")
+    )
 
-    async def commit(self, write: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a store write on a worker thread: SQLite's fsync must not stall the event loop.
+    async def commit(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a store call on the store's thread: SQLite's fsync must not stall the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(call, *args, **kwargs))
 
-        Callers hold the driver lock, so writes never overlap."""
-        return await asyncio.to_thread(write, *args, **kwargs)
+    async def close_store(self) -> None:
+        await self.commit(self.store.close)
+        self.executor.shutdown(wait=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from driver import endpoint, joinleave, network, parents
 from driver.config import PoolData, parse_network
@@ -23,6 +23,8 @@ from driver.logs import log
 from driver.names import ROLE_ENDPOINT, is_owned
 from driver.state import State
 from driver.store import SqliteDriverStore, open_store
+
+T = TypeVar("T")
 
 SCOPE = "local"  # networks and their state live on one host; each host runs its own plugin
 
@@ -44,7 +46,7 @@ class NetworkDriver:
         """Read the store, recreate owned links that vanished, remove stale endpoint links."""
         async with self._lock:
             ctx = self._ctx
-            ctx.state = State.from_store(await asyncio.to_thread(ctx.store.load))
+            ctx.state = State.from_store(await ctx.commit(ctx.store.load))
             await parents.restore_owned_links(ctx)
             known = {ep.link_name for ep in ctx.state.endpoints.values()}
             for link in await ctx.links.list_links():
@@ -57,6 +59,16 @@ class NetworkDriver:
                 owned_links=sorted(ctx.state.owned),
             )
 
+    async def _serialized(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` under the lock, to the end even if the caller goes away: a request whose
+        kernel changes are made must also be stored, or state and host would disagree."""
+
+        async def locked() -> T:
+            async with self._lock:
+                return await work()
+
+        return await asyncio.shield(asyncio.ensure_future(locked()))
+
     async def close(self) -> None:
         tasks = list(self._ctx.announcements.values())
         for task in tasks:
@@ -64,8 +76,9 @@ class NetworkDriver:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._ctx.store.close()
-        self._ctx.links.close()
+        async with self._lock:  # after any request still in flight
+            await self._ctx.close_store()
+            self._ctx.links.close()
 
     # -- NetworkDriver methods -------------------------------------------------------------------
 
@@ -83,28 +96,22 @@ class NetworkDriver:
         ipv6: Sequence[PoolData],
     ) -> None:
         config = parse_network(network_id, options, ipv4, ipv6)
-        async with self._lock:
-            await network.create_network(self._ctx, config)
+        await self._serialized(lambda: network.create_network(self._ctx, config))
 
     async def delete_network(self, network_id: str) -> None:
-        async with self._lock:
-            await network.delete_network(self._ctx, network_id)
+        await self._serialized(lambda: network.delete_network(self._ctx, network_id))
 
     async def create_endpoint(self, req: EndpointRequest) -> str:
-        async with self._lock:
-            return await endpoint.create_endpoint(self._ctx, req)
+        return await self._serialized(lambda: endpoint.create_endpoint(self._ctx, req))
 
     async def delete_endpoint(self, network_id: str, endpoint_id: str) -> None:
-        async with self._lock:
-            await endpoint.delete_endpoint(self._ctx, network_id, endpoint_id)
+        await self._serialized(lambda: endpoint.delete_endpoint(self._ctx, network_id, endpoint_id))
 
     def endpoint_info(self, network_id: str, endpoint_id: str) -> dict[str, Any]:
         return endpoint.endpoint_info(self._ctx, network_id, endpoint_id)
 
     async def join(self, network_id: str, endpoint_id: str) -> JoinResult:
-        async with self._lock:
-            return await joinleave.join(self._ctx, network_id, endpoint_id)
+        return await self._serialized(lambda: joinleave.join(self._ctx, network_id, endpoint_id))
 
     async def leave(self, network_id: str, endpoint_id: str) -> None:
-        async with self._lock:
-            await joinleave.leave(self._ctx, network_id, endpoint_id)
+        await self._serialized(lambda: joinleave.leave(self._ctx, network_id, endpoint_id))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from driver.context import DriverSettings
+from driver.links import Links
 from driver.netlink import LinkLayer
 from driver.service import NetworkDriver
 from ipam.service import IpamService, IpamSettings, parse_default_pools
@@ -45,6 +46,8 @@ class Services:
             log.exception("loading the state failed")
             self._load_error = f"{type(exc).__name__}: {exc}"
         else:
+            for note in self.ipam.load_notes:
+                log.warning("ipam state", note=note)
             log.info("state loaded")
         finally:
             self._ready.set()
@@ -72,18 +75,20 @@ SERVICES = web.AppKey("services", Services)
 
 
 @contextlib.asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
-    """The real services: SQLite state in ``settings.state_dir``, netlink in this namespace."""
+async def open_services(settings: Settings, links: Links | None = None) -> AsyncIterator[Services]:
+    """The services: SQLite state in ``settings.state_dir``; netlink in this namespace unless
+    another link layer is given (tests)."""
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ipam = IpamService.open_sqlite(
         settings.state_dir,
         IpamSettings(
             node_name=settings.node_name,
-            default_pools=parse_default_pools(settings.default_pools),
+            default_pools=parse_default_pools(settings.default_pools, node_name=settings.node_name),
             quarantine_seconds=settings.quarantine_seconds,
         ),
     )
-    links = await LinkLayer.open()
+    if links is None:
+        links = await LinkLayer.open()
     driver = NetworkDriver.open(
         links,
         settings.state_dir,

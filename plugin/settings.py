@@ -13,16 +13,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from ipam.defaults import parse_default_pools
+from ipam.errors import IpamError
+
 ENV_PREFIX = "PYMACVLAN_"
 
 DEFAULT_SOCKET = Path("/run/docker/plugins/pymacvlan.sock")
 DEFAULT_STATE_DIR = Path("/var/lib/pymacvlan")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
-# Docker's own local-scope defaults (moby ipamutils), so auto-picked subnets look familiar.
+# Docker's own local-scope defaults (moby ipamutils), so auto-picked subnets look familiar, and for
+# IPv6 a unique local /48 derived from the node name (RFC 4193), split into /64s.
 DEFAULT_POOLS = (
     "172.17.0.0/16:16,172.18.0.0/16:16,172.19.0.0/16:16,"
-    "172.20.0.0/14:16,172.24.0.0/14:16,172.28.0.0/14:16,192.168.0.0/16:20"
+    "172.20.0.0/14:16,172.24.0.0/14:16,172.28.0.0/14:16,192.168.0.0/16:20,ula"
 )
 
 
@@ -132,6 +136,9 @@ def from_arguments(args: argparse.Namespace) -> Settings:
     values: Mapping[str, object] = vars(args)
     kwargs = {f.name: values[f.name] for f in fields(Settings) if f.name in values}
     try:
-        return Settings(**kwargs)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
+        settings = Settings(**kwargs)  # type: ignore[arg-type]
+        # Checked now, so that a typo stops the daemon at start rather than its first network.
+        parse_default_pools(settings.default_pools, node_name=settings.node_name)
+    except (TypeError, ValueError, IpamError) as exc:
         raise SettingsError(str(exc)) from exc
+    return settings

@@ -1,0 +1,66 @@
+"""The one exception hierarchy of the IPAM domain.
+
+Rule: every error the IPAM package raises is an `IpamError`, and its class says whether the caller
+is at fault (`caller_fault`). The HTTP layer maps `caller_fault=True` to HTTP 400 and everything
+else to HTTP 500, always as `{"Err": message}`; it never inspects the message. Messages are
+written for the person who typed `docker network create` / `docker run`: what went wrong, with
+which pool, range or address, and what to do.
+
+The texts of the failures Docker users already know start like Docker's own IPAM errors
+("no available addresses on this pool", "Address already in use", "requested address is out of
+range") so that searches and habits carry over, then add the specifics Docker leaves out.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class IpamError(Exception):
+    """Base of every IPAM error. `caller_fault` tells the transport which status to use."""
+
+    caller_fault: ClassVar[bool] = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidRequest(IpamError):
+    """The request itself is wrong: bad CIDR, host bits set, unknown or malformed option,
+    an address plan that does not fit, an address outside the pool. Fixing the command fixes it."""
+
+    caller_fault = True
+
+
+class AddressOutOfRange(InvalidRequest):
+    """A specific address was requested that is not a usable address of the pool."""
+
+
+class PoolNotFound(IpamError):
+    """A pool ID this plugin does not know (RequestAddress only; releases of unknown pools
+    succeed because they must be idempotent)."""
+
+
+class PoolOverlap(IpamError):
+    """A subnet overlaps, without being equal to, a subnet already in use on the same LAN:
+    both tables would hand out the same addresses."""
+
+
+class NoAvailableAddresses(IpamError):
+    """Every address this host may hand out in the pool is taken."""
+
+
+class AddressInUse(IpamError):
+    """A specific address was requested that is already held and cannot be shared."""
+
+
+class NoAvailablePool(IpamError):
+    """No default pool is left for a network created without --subnet."""
+
+
+class StoreError(IpamError):
+    """The durable state could not be read or written; nothing was changed."""

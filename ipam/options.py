@@ -1,0 +1,344 @@
+"""RequestPool parsing: address space, --subnet, --ip-range and the --ipam-opt map -> PoolSpec.
+
+Rules:
+
+* Unknown options are refused with the list of known ones (a typo must not silently become an
+  unplanned network). Keys under `com.docker.network.` belong to Docker (swarm adds
+  `com.docker.network.ipam.serial`, for one) and are ignored.
+* The --ipam-opt map is shared by the IPv4 and IPv6 pools of one network, so each pool takes the
+  range entries of its own family and ignores the others.
+* A pool's identity (its PoolID) is built from what changes its behaviour and nothing else:
+  address space, LAN, subnet, ip-range and a short hash of the canonical rest of the options of
+  its family. Identical requests therefore get identical PoolIDs, which is how the service
+  reference-counts them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ipam.addresses import (
+    AddressRange,
+    Family,
+    Subnet,
+    describe_ranges,
+    parse_range_list,
+    parse_subnet,
+    ranges_to_set,
+    set_to_ranges,
+)
+from ipam.errors import InvalidRequest
+from ipam.plan import NodePlan, plan_from_ranges, split_among_nodes
+
+LOCAL_ADDRESS_SPACE = "local"
+GLOBAL_ADDRESS_SPACE = "global"
+ADDRESS_SPACES = (LOCAL_ADDRESS_SPACE, GLOBAL_ADDRESS_SPACE)
+
+OPT_LAN = "lan"  # name of the LAN; networks with the same subnet and lan share one table
+OPT_NODES = "nodes"  # split the span equally among these nodes, in this order
+OPT_RANGE_PREFIX = "range."  # range.<node>=<r>[,<r>...]: explicit ranges of one node
+OPT_EXCLUDE = "exclude"  # never hand these out automatically
+OPT_QUARANTINE = "quarantine"  # seconds a released address rests before automatic reuse
+KNOWN_OPTIONS = (OPT_LAN, OPT_NODES, f"{OPT_RANGE_PREFIX}<node>", OPT_EXCLUDE, OPT_QUARANTINE)
+DOCKER_OPTION_PREFIX = "com.docker.network."
+
+DEFAULT_LAN = "default"
+
+# LAN names end up inside PoolIDs and table keys, which use "/" and "#" as separators.
+_LAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Host names (RFC 1123 labels, dots allowed) plus "_", which some orchestrators use.
+_NODE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}")
+_SECONDS = re.compile(r"\d+(\.\d+)?")
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """The --ipam-opt map, syntax-checked, not yet matched against a subnet."""
+
+    lan: str = DEFAULT_LAN
+    node_ranges: Mapping[str, tuple[AddressRange, ...]] = field(default_factory=dict)
+    nodes: tuple[str, ...] = ()
+    exclude: tuple[AddressRange, ...] = ()
+    quarantine: float | None = None
+    # The user's options without Docker's own keys: what the store keeps to rebuild the spec.
+    raw: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PoolRequest:
+    """A RequestPool call, parsed. `subnet` is None when a default pool must be chosen."""
+
+    address_space: str
+    family: Family
+    subnet: Subnet | None
+    default_prefixlen: int | None
+    sub_pool: Subnet | None
+    options: PoolOptions
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """Everything that defines one pool lease, validated against its subnet."""
+
+    address_space: str
+    lan: str
+    subnet: Subnet
+    sub_pool: Subnet | None
+    plan: NodePlan | None
+    exclude: tuple[AddressRange, ...]
+    quarantine: float | None
+    raw_options: Mapping[str, str]
+    options_digest: str  # "" when no option besides lan matters for this family
+
+    @property
+    def family(self) -> Family:
+        return self.subnet.family
+
+    @property
+    def table_key(self) -> str:
+        """The allocation table this lease hands out from: same key, same addresses."""
+        return table_key(self.address_space, self.lan, self.subnet)
+
+    @property
+    def pool_id(self) -> str:
+        pool_id = self.table_key
+        if self.sub_pool is not None:
+            pool_id += f"/{self.sub_pool}"
+        if self.options_digest:
+            pool_id += f"#{self.options_digest}"
+        return pool_id
+
+
+def table_key(address_space: str, lan: str, subnet: Subnet) -> str:
+    return f"{address_space}/{lan}/{subnet}"
+
+
+def parse_table_key(key: str) -> tuple[str, str, Subnet]:
+    """Inverse of `table_key` (LAN names contain no "/", so the split is unambiguous)."""
+    address_space, lan, subnet = key.split("/", 2)
+    return address_space, lan, parse_subnet(subnet)
+
+
+def check_address_space(address_space: str) -> str:
+    if address_space not in ADDRESS_SPACES:
+        raise InvalidRequest(
+            f"unknown address space {address_space!r}: this plugin's address spaces are "
+            f'"{LOCAL_ADDRESS_SPACE}" and "{GLOBAL_ADDRESS_SPACE}"'
+        )
+    return address_space
+
+
+def parse_pool_options(options: Mapping[str, str]) -> PoolOptions:
+    """Check the syntax of every --ipam-opt; refuse unknown keys listing the known ones."""
+    raw = {k: v for k, v in options.items() if not k.startswith(DOCKER_OPTION_PREFIX)}
+    unknown = sorted(
+        k
+        for k in raw
+        if k not in (OPT_LAN, OPT_NODES, OPT_EXCLUDE, OPT_QUARANTINE)
+        and not k.startswith(OPT_RANGE_PREFIX)
+    )
+    if unknown:
+        names = ", ".join(f'"{k}"' for k in unknown)
+        raise InvalidRequest(
+            f"unknown --ipam-opt {names}: known options are {', '.join(KNOWN_OPTIONS)}"
+        )
+
+    lan = raw.get(OPT_LAN, DEFAULT_LAN).strip()
+    if not _LAN_NAME.fullmatch(lan):
+        raise InvalidRequest(
+            f"invalid --ipam-opt lan={raw.get(OPT_LAN)!r}: a LAN name is 1-64 letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit"
+        )
+
+    node_ranges: dict[str, tuple[AddressRange, ...]] = {}
+    for key in sorted(k for k in raw if k.startswith(OPT_RANGE_PREFIX)):
+        node = key[len(OPT_RANGE_PREFIX) :]
+        _check_node_name(node, f"--ipam-opt {key}")
+        node_ranges[node] = parse_range_list(raw[key], what=f"--ipam-opt {key}")
+
+    nodes: tuple[str, ...] = ()
+    if OPT_NODES in raw:
+        nodes = tuple(part.strip() for part in raw[OPT_NODES].split(","))
+        if not any(nodes):
+            raise InvalidRequest(
+                f"invalid --ipam-opt nodes={raw[OPT_NODES]!r}: expected node names such as "
+                "nodes=hostA,hostB"
+            )
+        seen: set[str] = set()
+        for node in nodes:
+            _check_node_name(node, f"--ipam-opt nodes={raw[OPT_NODES]}")
+            if node in seen:
+                raise InvalidRequest(
+                    f"invalid --ipam-opt nodes={raw[OPT_NODES]}: node {node!r} is listed twice"
+                )
+            seen.add(node)
+        if node_ranges:
+            raise InvalidRequest(
+                "--ipam-opt nodes=... cannot be combined with range.<node>=...: write the address "
+                "plan one way (nodes= splits the range equally, range.<node>= gives each node its "
+                "ranges)"
+            )
+
+    exclude: tuple[AddressRange, ...] = ()
+    if OPT_EXCLUDE in raw:
+        exclude = parse_range_list(raw[OPT_EXCLUDE], what="--ipam-opt exclude")
+
+    quarantine: float | None = None
+    if OPT_QUARANTINE in raw:
+        text = raw[OPT_QUARANTINE].strip()
+        if not _SECONDS.fullmatch(text):
+            raise InvalidRequest(
+                f"invalid --ipam-opt quarantine={raw[OPT_QUARANTINE]!r}: expected a number of "
+                "seconds >= 0 (0 turns the quarantine off)"
+            )
+        quarantine = float(text)
+
+    return PoolOptions(
+        lan=lan,
+        node_ranges=node_ranges,
+        nodes=nodes,
+        exclude=exclude,
+        quarantine=quarantine,
+        raw=dict(sorted(raw.items())),
+    )
+
+
+def _check_node_name(node: str, where: str) -> None:
+    if not _NODE_NAME.fullmatch(node):
+        raise InvalidRequest(
+            f"invalid {where}: {node!r} is not a node name (letters, digits, '.', '_', '-'); "
+            "name the node as in range.hostA=192.0.2.0/26"
+        )
+
+
+def parse_pool_request(
+    *,
+    address_space: str,
+    pool: str,
+    sub_pool: str,
+    options: Mapping[str, str],
+    v6: bool,
+) -> PoolRequest:
+    """Parse a RequestPool call. An empty or unspecified pool ("", "0.0.0.0/0", "::/64") asks
+    for a default pool (of that prefix length when one is given, as Docker's own IPAM does)."""
+    check_address_space(address_space)
+    family = Family.V6 if v6 else Family.V4
+    subnet: Subnet | None = None
+    default_prefixlen: int | None = None
+    if pool.strip():
+        parsed = parse_subnet(pool, what="pool")
+        if parsed.family is not family:
+            raise InvalidRequest(
+                f"invalid pool {pool!r}: it is {parsed.family.label} but Docker asked for an "
+                f"{family.label} pool"
+            )
+        if parsed.network == 0:
+            # "0.0.0.0/24" and "::/64": Docker's way to ask for a default pool of a given size.
+            default_prefixlen = parsed.prefixlen or None
+        else:
+            subnet = parsed
+    parsed_sub_pool: Subnet | None = None
+    if sub_pool.strip():
+        if subnet is None:
+            raise InvalidRequest(
+                f"invalid ip-range {sub_pool!r}: an ip-range needs a subnet (--subnet) to be "
+                "inside of"
+            )
+        parsed_sub_pool = parse_subnet(sub_pool, what="ip-range")
+    return PoolRequest(
+        address_space=address_space,
+        family=family,
+        subnet=subnet,
+        default_prefixlen=default_prefixlen,
+        sub_pool=parsed_sub_pool,
+        options=parse_pool_options(options),
+    )
+
+
+def build_pool_spec(request: PoolRequest, subnet: Subnet) -> PoolSpec:
+    """Match the request's ip-range and options against `subnet` (the given or chosen one)."""
+    options = request.options
+    sub_pool = request.sub_pool
+    if sub_pool is not None:
+        if sub_pool.family is not subnet.family:
+            raise InvalidRequest(
+                f"invalid ip-range {sub_pool}: it is {sub_pool.family.label} but pool {subnet} "
+                f"is {subnet.family.label}"
+            )
+        if not subnet.contains_range(sub_pool.as_range()):
+            raise InvalidRequest(f"invalid ip-range {sub_pool}: it is not inside pool {subnet}")
+        if sub_pool == subnet:
+            sub_pool = None  # the same thing said twice; one lease, one PoolID
+
+    family = subnet.family
+    span = sub_pool.as_range() if sub_pool is not None else None
+
+    plan: NodePlan | None = None
+    if options.nodes:
+        if span is None:
+            span = subnet.usable_span()
+        plan = split_among_nodes(span, options.nodes)
+    else:
+        own_family = {
+            node: tuple(r for r in ranges if r.family is family)
+            for node, ranges in options.node_ranges.items()
+        }
+        own_family = {node: ranges for node, ranges in own_family.items() if ranges}
+        for node, ranges in own_family.items():
+            where = f"--ipam-opt range.{node}"
+            for r in ranges:
+                if not subnet.contains_range(r):
+                    raise InvalidRequest(f"invalid {where}: {r} is not inside pool {subnet}")
+                if sub_pool is not None and not sub_pool.contains_range(r):
+                    raise InvalidRequest(
+                        f"invalid {where}: {r} is not inside the ip-range {sub_pool} "
+                        f"(of pool {subnet})"
+                    )
+        if own_family:
+            plan = plan_from_ranges(own_family)
+
+    own_exclude = [r for r in options.exclude if r.family is family]
+    for r in own_exclude:
+        if not subnet.contains_range(r):
+            raise InvalidRequest(f"invalid --ipam-opt exclude: {r} is not inside pool {subnet}")
+    # Canonical (sorted, merged) so that equivalent spellings give the same PoolID.
+    exclude = set_to_ranges(family, ranges_to_set(own_exclude))
+
+    return PoolSpec(
+        address_space=request.address_space,
+        lan=options.lan,
+        subnet=subnet,
+        sub_pool=sub_pool,
+        plan=plan,
+        exclude=exclude,
+        quarantine=options.quarantine,
+        raw_options=options.raw,
+        options_digest=_digest(plan, options.nodes, exclude, options.quarantine),
+    )
+
+
+def _digest(
+    plan: NodePlan | None,
+    nodes: tuple[str, ...],
+    exclude: tuple[AddressRange, ...],
+    quarantine: float | None,
+) -> str:
+    """Short hash of the canonical options that matter for this family (lan is in the ID)."""
+    parts: list[str] = []
+    if nodes:
+        parts.append(f"{OPT_NODES}={','.join(nodes)}")
+    elif plan is not None:
+        parts.extend(
+            f"{OPT_RANGE_PREFIX}{node}={describe_ranges(ranges)}"
+            for node, ranges in sorted(plan.ranges.items())
+        )
+    if exclude:
+        parts.append(f"{OPT_EXCLUDE}={describe_ranges(exclude)}")
+    if quarantine is not None:
+        parts.append(f"{OPT_QUARANTINE}={quarantine:g}")
+    if not parts:
+        return ""
+    return hashlib.sha256(";".join(parts).encode()).hexdigest()[:8]

@@ -1,0 +1,56 @@
+"""RequestAddress parsing: which kind of allocation a call asks for.
+
+Rule: the kind is read from what Docker sends, nothing else:
+
+* `Options["RequestAddressType"] == "com.docker.network.gateway"` -> gateway (with or without a
+  specific address);
+* a specific address with `Options["com.docker.network.endpoint.name"]` (Docker >= 26 names every
+  endpoint) -> static (`--ip`);
+* a specific address without an endpoint name -> reserved: `--aux-address`, and also `--ip` on
+  Docker 20.10, which sends no options at all, so the two cannot be told apart there;
+* no address -> dynamic.
+
+Other options (the MAC address, swarm's `com.docker.network.ipam.serial`) never change the kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ipam.addresses import Family, parse_address
+from ipam.records import Kind
+
+OPT_REQUEST_ADDRESS_TYPE = "RequestAddressType"
+GATEWAY_REQUEST = "com.docker.network.gateway"
+OPT_ENDPOINT_NAME = "com.docker.network.endpoint.name"
+OPT_MAC_ADDRESS = "com.docker.network.endpoint.macaddress"
+
+
+@dataclass(frozen=True)
+class AddressRequest:
+    """A RequestAddress call, parsed; `value` is None when any address will do."""
+
+    family: Family | None
+    value: int | None
+    kind: Kind
+    endpoint: str | None = None
+    mac: str | None = None
+
+
+def parse_address_request(address: str, options: Mapping[str, str]) -> AddressRequest:
+    family: Family | None = None
+    value: int | None = None
+    if address.strip():
+        family, value = parse_address(address, what="requested address")
+    endpoint = options.get(OPT_ENDPOINT_NAME) or None
+    mac = (options.get(OPT_MAC_ADDRESS) or "").strip().lower() or None
+    if options.get(OPT_REQUEST_ADDRESS_TYPE) == GATEWAY_REQUEST:
+        kind = Kind.GATEWAY
+    elif value is None:
+        kind = Kind.DYNAMIC
+    elif endpoint is not None:
+        kind = Kind.STATIC
+    else:
+        kind = Kind.RESERVED
+    return AddressRequest(family, value, kind, endpoint, mac)

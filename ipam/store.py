@@ -1,0 +1,99 @@
+"""The narrow store interface of the IPAM state, and an in-memory fake for tests.
+
+Rule: a store knows rows, not allocation rules. It offers three verbs: `load` everything,
+`commit` one `Change` atomically (all of it or nothing, durable when it returns), `close`. All
+calls come from one worker thread, one at a time, so implementations need no locking of their own.
+A failed commit raises `StoreError` and leaves the stored state as it was.
+
+`MemoryStore` behaves like the SQLite store minus the disk, and can be told to fail the next
+commits, which is how the tests prove that a failed commit leaves the service's memory unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ipam.errors import StoreError
+from ipam.records import (
+    AllocationRecord,
+    Change,
+    CursorRecord,
+    LeaseRecord,
+    QuarantineRecord,
+    Snapshot,
+)
+
+
+class IpamStore(Protocol):
+    """Durable rows of the IPAM state."""
+
+    def load(self) -> Snapshot:
+        """Open if needed and read everything."""
+        ...
+
+    def commit(self, change: Change) -> None:
+        """Apply `change` atomically and durably, or raise `StoreError` and change nothing."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class MemoryStore:
+    """A dict-backed `IpamStore` for tests; keeps its rows across service instances."""
+
+    def __init__(self) -> None:
+        self.leases: dict[str, LeaseRecord] = {}
+        self.allocations: dict[tuple[str, str], AllocationRecord] = {}
+        self.quarantine: dict[tuple[str, str], QuarantineRecord] = {}
+        self.cursors: dict[str, CursorRecord] = {}
+        self.commits = 0
+        self.fail_commits = 0  # the next N commits raise StoreError
+        self.closed = False
+
+    def load(self) -> Snapshot:
+        self.closed = False
+        return Snapshot(
+            leases=tuple(self.leases.values()),
+            allocations=tuple(self.allocations.values()),
+            quarantine=tuple(self.quarantine.values()),
+            cursors=tuple(self.cursors.values()),
+        )
+
+    def commit(self, change: Change) -> None:
+        if self.closed:
+            raise StoreError("the IPAM store is closed")
+        if self.fail_commits > 0:
+            self.fail_commits -= 1
+            raise StoreError("cannot write the IPAM state: simulated failure")
+        # Build the new state aside, then swap: all or nothing, like a transaction.
+        leases = dict(self.leases)
+        allocations = dict(self.allocations)
+        quarantine = dict(self.quarantine)
+        cursors = dict(self.cursors)
+        for lease in change.put_leases:
+            leases[lease.pool_id] = lease
+        for key in change.delete_allocations:
+            allocations.pop(key, None)
+        for qkey in change.delete_quarantine:
+            quarantine.pop(qkey, None)
+        for allocation in change.put_allocations:
+            if allocation.pool_id not in leases:
+                raise StoreError(f"allocation for unknown pool ID {allocation.pool_id!r}")
+            allocations[(allocation.pool_id, allocation.address)] = allocation
+        for record in change.put_quarantine:
+            quarantine[(record.table_key, record.address)] = record
+        for cursor in change.put_cursors:
+            if cursor.pool_id not in leases:
+                raise StoreError(f"cursor for unknown pool ID {cursor.pool_id!r}")
+            cursors[cursor.pool_id] = cursor
+        for pool_id in change.delete_leases:
+            if any(key[0] == pool_id for key in allocations):
+                raise StoreError(f"pool ID {pool_id!r} still holds addresses")
+            leases.pop(pool_id, None)
+            cursors.pop(pool_id, None)
+        self.leases, self.allocations = leases, allocations
+        self.quarantine, self.cursors = quarantine, cursors
+        self.commits += 1
+
+    def close(self) -> None:
+        self.closed = True
