@@ -36,15 +36,25 @@ def owned_record(parent: Parent) -> OwnedLink:
     )
 
 
-async def create_owned(ctx: Context, link: OwnedLink) -> LinkInfo:
-    """Create an owned link (down → aliased → up); on any failure nothing is left behind."""
+async def create_owned(ctx: Context, link: OwnedLink, *, new: bool = False) -> LinkInfo:
+    """Create an owned link (down → aliased → up); on any failure nothing is left behind.
+
+    ``new``: for a network being created, whose VLAN base must be up (see check_parent); a link
+    made again after a reboot is made whatever the state of its base.
+    """
     if link.kind == "dummy":
         await ctx.links.create_dummy(link.name, alias=link.alias)
     elif link.kind == "vlan":
-        if await ctx.links.get_link(link.base) is None:
+        base = await ctx.links.get_link(link.base)
+        if base is None:
             raise ParentNotFound(
                 f"parent interface {link.base} (for VLAN {link.vlan_id} link {link.name}) does "
                 "not exist on this host"
+            )
+        if new and not base.up:
+            raise InvalidOption(
+                f"parent interface {link.base} (for VLAN {link.vlan_id} link {link.name}) is "
+                f"down; bring it up first (ip link set {link.base} up)"
             )
         await ctx.links.create_vlan(link.name, link.base, link.vlan_id, alias=link.alias)
     else:
@@ -77,7 +87,7 @@ async def prepare_parent(ctx: Context, config: NetworkConfig) -> tuple[LinkInfo,
             link = await create_owned(ctx, owned)
         elif parent.dummy or parent.is_vlan:
             created = owned_record(parent)
-            link = await create_owned(ctx, created)
+            link = await create_owned(ctx, created, new=True)
         else:
             raise ParentNotFound(f"parent interface {parent.name} does not exist on this host")
     try:
@@ -95,8 +105,14 @@ async def prepare_parent(ctx: Context, config: NetworkConfig) -> tuple[LinkInfo,
     return link, created
 
 
-def check_parent(config: NetworkConfig, link: LinkInfo) -> None:
-    """What the kernel would accept but the user would regret, or would refuse without a reason."""
+def check_parent(config: NetworkConfig, link: LinkInfo, *, joining: bool = False) -> None:
+    """What the kernel would accept but the user would regret, or would refuse without a reason.
+
+    A parent that is administratively down is refused when the network is created (someone
+    forgot ``ip link set ... up``), but not when a container joins: at boot Docker may restart
+    containers before the host's network configuration has brought the parent up, and they must
+    start (moby#49593); they get connectivity when the parent comes up.
+    """
     name = link.name
     if link.loopback or not link.ethernet:
         raise InvalidOption(
@@ -109,9 +125,16 @@ def check_parent(config: NetworkConfig, link: LinkInfo) -> None:
             f"traffic. Use ipvlan, which shares {name}'s MAC: -o type=ipvlan -o ipvlan_mode=l2"
         )
     if not link.up:
-        raise InvalidOption(
-            f"parent interface {name} is down; bring it up first (ip link set {name} up)"
-        )
+        if joining:
+            log.warning(
+                "parent is down: the container has no connectivity until it is up",
+                parent=name,
+                network_id=config.network_id,
+            )
+        else:
+            raise InvalidOption(
+                f"parent interface {name} is down; bring it up first (ip link set {name} up)"
+            )
     if config.mtu is not None and config.mtu > link.mtu:
         raise InvalidOption(
             f"MTU {config.mtu} is larger than the MTU of parent {name} ({link.mtu}); "
@@ -130,7 +153,7 @@ async def ensure_parent_present(ctx: Context, config: NetworkConfig) -> LinkInfo
                 "no longer exists on this host"
             )
         link = await create_owned(ctx, owned)
-    check_parent(config, link)
+    check_parent(config, link, joining=True)
     return link
 
 

@@ -56,8 +56,7 @@ def _check_pair(new: NetworkConfig, who: str, other: NetworkConfig) -> None:
             )
         if other.macvlan_mode == "passthru":
             raise ParentConflict(
-                f"parent {parent} is taken by {who} in macvlan_mode passthru, which allows no "
-                f"other network on it"
+                f"parent {parent} is taken by {who}, which allows no other network on it"
             )
         return
     if (new.ipvlan_mode, new.ipvlan_flag) != (other.ipvlan_mode, other.ipvlan_flag):

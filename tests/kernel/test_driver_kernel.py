@@ -41,7 +41,7 @@ def host(netns_lab: NetnsLab, plugin_daemons: PluginDaemons) -> Iterator[Host]:
     netns_lab.veth(ns, "lab0", lan, "wire0")
     lan.add_address("wire0", "192.0.2.254/24")
     daemon = plugin_daemons.spawn("node1", netns=ns, env={"PYMACVLAN_QUARANTINE_SECONDS": "0"})
-    yield Host(netns_lab, ns, lan, daemon)
+    return Host(netns_lab, ns, lan, daemon)
 
 
 def test_bridge_mode_containers_reach_each_other_and_the_lan(host: Host) -> None:
@@ -73,7 +73,9 @@ def test_private_mode_isolates_containers_but_not_the_lan(host: Host) -> None:
 
 
 def test_passthru_takes_the_parent_for_itself(host: Host) -> None:
-    assert create_network(host.daemon, NET, parent="lab0", macvlan_mode="passthru")["_status"] == 200
+    assert (
+        create_network(host.daemon, NET, parent="lab0", macvlan_mode="passthru")["_status"] == 200
+    )
     second = create_network(host.daemon, NET2, parent="lab0", pool="198.51.100.0/24")
     assert second["_status"] == 500
     assert "passthru" in second["Err"]
@@ -86,9 +88,13 @@ def test_mtu_option_reaches_the_container_link(host: Host) -> None:
     assert create_network(host.daemon, NET, **body)["_status"] == 200
     c1 = run_container(host.daemon, host.ns, host.container("c1"), NET, "e1" * 32, "192.0.2.10/24")
     link = c1.netns.link("eth0")
-    assert link is not None and link["mtu"] == 1400
+    assert link is not None
+    assert link["mtu"] == 1400
     too_big = create_network(
-        host.daemon, NET2, parent="lab0", pool="198.51.100.0/24",
+        host.daemon,
+        NET2,
+        parent="lab0",
+        pool="198.51.100.0/24",
         **{"com.docker.network.driver.mtu": "9000"},
     )
     assert too_big["_status"] == 400
