@@ -291,6 +291,16 @@ def _check_host_address(config: NetworkConfig) -> None:
         raise InvalidOption(
             "option host_address needs a parent: a network without one has no LAN to share"
         )
+    if config.kind == "macvlan" and config.macvlan_mode in ("private", "passthru"):
+        raise InvalidOption(
+            f"host_address needs macvlan_mode bridge or vepa: in mode {config.macvlan_mode} the "
+            "host's shim link could not reach the containers"
+        )
+    if config.kind == "ipvlan" and config.ipvlan_flag == "private":
+        raise InvalidOption(
+            "host_address needs ipvlan_flag bridge or vepa: with private the host's shim link "
+            "could not reach the containers"
+        )
     aux = {k: str(v) for s in config.subnets for k, v in s.aux_addresses.items()}
     if config.host_address in aux or config.host_address in aux.values():
         return

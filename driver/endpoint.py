@@ -11,6 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+from driver import shim
 from driver.context import Context
 from driver.errors import Conflict, InvalidOption
 from driver.linkinfo import normalize_mac
@@ -80,6 +81,9 @@ async def delete_endpoint(ctx: Context, network_id: str, endpoint_id: str) -> No
     if record is None or record.network_id != network_id:
         return  # already gone: a repeated request
     cancel_announcement(ctx, endpoint_id)
+    config = ctx.state.networks.get(network_id)
+    if config is not None:
+        await shim.unroute_endpoint(ctx, config, record)
     await delete_endpoint_link(ctx, record.link_name)
     await ctx.commit(ctx.store.delete_endpoint, endpoint_id)
     del ctx.state.endpoints[endpoint_id]

@@ -12,7 +12,7 @@ import asyncio
 import ipaddress
 from dataclasses import dataclass, field
 
-from driver import announce
+from driver import announce, shim
 from driver.config import NetworkConfig
 from driver.context import Context
 from driver.endpoint import cancel_announcement
@@ -69,6 +69,7 @@ async def join(ctx: Context, network_id: str, endpoint_id: str) -> JoinResult:
             alias=alias,
         )
     result = _answer(config, ep)
+    await shim.route_endpoint(ctx, config, ep)
     mac = ep.mac if config.kind == "macvlan" else parent.mac
     if mac and not (config.kind == "ipvlan" and config.ipvlan_mode != "l2"):
         _announce_later(ctx, ep, config.parent.name, mac)
@@ -146,6 +147,9 @@ async def leave(ctx: Context, network_id: str, endpoint_id: str) -> None:
     if ep is None or ep.network_id != network_id:
         return
     cancel_announcement(ctx, endpoint_id)
+    config = ctx.state.networks.get(network_id)
+    if config is not None:
+        await shim.unroute_endpoint(ctx, config, ep)
     try:
         await delete_endpoint_link(ctx, ep.link_name)
     except DriverError as exc:

@@ -8,12 +8,15 @@ cannot be removed is logged, not allowed to keep a deleted network alive.
 
 from __future__ import annotations
 
+from driver import shim
 from driver.config import NetworkConfig
 from driver.context import Context
 from driver.errors import Conflict, DriverError
 from driver.logs import log
 from driver.names import ROLE_ENDPOINT, is_owned
 from driver.parents import delete_owned_if_ours, prepare_parent
+from driver.state import links_of
+from driver.store import OwnedLink
 
 
 async def create_network(ctx: Context, config: NetworkConfig) -> None:
@@ -25,12 +28,17 @@ async def create_network(ctx: Context, config: NetworkConfig) -> None:
             f"network {config.network_id[:12]} already exists in pymacvlan with other options"
         )
     _, created = await prepare_parent(ctx, config)
-    new_links = (created,) if created is not None else ()
+    new_links: tuple[OwnedLink, ...] = (created,) if created is not None else ()
     try:
+        new_shim = await shim.attach(ctx, config)
+        if new_shim is not None:
+            new_links += (new_shim,)
         await ctx.commit(ctx.store.put_network, config, new_links)
     except DriverError:
-        for link in new_links:
-            await ctx.links.delete_link(link.name)
+        # Undo in reverse: the shim (or just this network's address on a shared one), the parent.
+        await shim.detach(ctx, config)
+        if created is not None:
+            await ctx.links.delete_link(created.name)
         raise
     ctx.state.networks[config.network_id] = config
     for link in new_links:
@@ -40,7 +48,8 @@ async def create_network(ctx: Context, config: NetworkConfig) -> None:
         network_id=config.network_id,
         parent=config.parent.name,
         mode=config.mode,
-        owned_parent=bool(new_links) or config.parent.name in ctx.state.owned,
+        owned_parent=config.parent.name in ctx.state.owned,
+        host_shim=bool(config.host_address),
     )
 
 
@@ -51,10 +60,12 @@ async def delete_network(ctx: Context, network_id: str) -> None:
         return
     for ep in ctx.state.endpoints_of(network_id):
         await delete_endpoint_link(ctx, ep.link_name)
+        await shim.unroute_endpoint(ctx, config, ep)
+    await shim.detach(ctx, config)
     dropped = tuple(
         name
-        for name in _owned_links_of(ctx, config)
-        if not ctx.state.networks_on(name, besides=network_id)
+        for name in links_of(config)
+        if name in ctx.state.owned and not ctx.state.networks_on(name, besides=network_id)
     )
     for name in dropped:
         await delete_owned_if_ours(ctx, name)
@@ -65,10 +76,6 @@ async def delete_network(ctx: Context, network_id: str) -> None:
         ctx.state.owned.pop(name, None)
     del ctx.state.networks[network_id]
     log.info("network deleted", network_id=network_id, deleted_links=list(dropped))
-
-
-def _owned_links_of(ctx: Context, config: NetworkConfig) -> list[str]:
-    return [name for name in (config.parent.name,) if name in ctx.state.owned]
 
 
 async def delete_endpoint_link(ctx: Context, name: str) -> None:

@@ -185,6 +185,8 @@ async def restore_owned_links(ctx: Context) -> None:
             await ctx.commit(ctx.store.delete_owned_link, link.name)
             del ctx.state.owned[link.name]
         elif current is None:
+            if link.kind in ("macvlan", "ipvlan"):
+                continue  # host shims are made again by driver.shim.restore, with their routes
             try:
                 await create_owned(ctx, link)
             except DriverError as exc:

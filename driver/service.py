@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from driver import endpoint, joinleave, network, parents
+from driver import endpoint, joinleave, network, parents, shim
 from driver.config import PoolData, parse_network
 from driver.context import Context, DriverSettings
 from driver.endpoint import EndpointRequest
@@ -48,6 +48,7 @@ class NetworkDriver:
             ctx = self._ctx
             ctx.state = State.from_store(await ctx.commit(ctx.store.load))
             await parents.restore_owned_links(ctx)
+            await shim.restore(ctx)
             known = {ep.link_name for ep in ctx.state.endpoints.values()}
             for link in await ctx.links.list_links():
                 if is_owned(link.alias, ROLE_ENDPOINT) and link.name not in known:

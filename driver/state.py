@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from driver.config import NetworkConfig
 from driver.errors import NotFound
+from driver.names import shim_link_name
 from driver.store import DriverState, EndpointRecord, OwnedLink
 
 
@@ -55,5 +56,8 @@ class State:
 
 
 def links_of(config: NetworkConfig) -> tuple[str, ...]:
-    """The shared links a network depends on: its parent (and, later, the VLAN's base)."""
+    """The shared links a network depends on: its parent and, with a host address, the parent's
+    host shim."""
+    if config.host_address:
+        return (config.parent.name, shim_link_name(config.parent.name))
     return (config.parent.name,)

@@ -27,13 +27,33 @@ class FakeLinks:
 
     # -- test set-up ----------------------------------------------------------------------------
 
-    def add_nic(self, name: str, *, up: bool = True, mtu: int = 1500, wireless: bool = False,
-                alias: str | None = None, kind: str | None = None) -> LinkInfo:
+    def add_nic(
+        self,
+        name: str,
+        *,
+        up: bool = True,
+        mtu: int = 1500,
+        wireless: bool = False,
+        alias: str | None = None,
+        kind: str | None = None,
+    ) -> LinkInfo:
         link = LinkInfo(
-            index=next(self._index), name=name, kind=kind, parent_index=None, parent_name=None,
-            parent_netnsid=None, master_index=None, mtu=mtu, up=up,
-            oper_state="up" if up else "down", carrier=up, mac=_mac(len(self.links)),
-            alias=alias, ethernet=True, loopback=False, wireless=wireless,
+            index=next(self._index),
+            name=name,
+            kind=kind,
+            parent_index=None,
+            parent_name=None,
+            parent_netnsid=None,
+            master_index=None,
+            mtu=mtu,
+            up=up,
+            oper_state="up" if up else "down",
+            carrier=up,
+            mac=_mac(len(self.links)),
+            alias=alias,
+            ethernet=True,
+            loopback=False,
+            wireless=wireless,
         )
         self.links[name] = link
         return link
@@ -53,19 +73,39 @@ class FakeLinks:
     async def list_children(self, parent_index: int) -> list[LinkInfo]:
         return [link for link in self.links.values() if link.parent_index == parent_index]
 
-    async def create_macvlan(self, name: str, parent: str, mode: MacvlanMode = "bridge", *,
-                             mtu: int | None = None, mac: str | None = None,
-                             alias: str | None = None) -> LinkInfo:
+    async def create_macvlan(
+        self,
+        name: str,
+        parent: str,
+        mode: MacvlanMode = "bridge",
+        *,
+        mtu: int | None = None,
+        mac: str | None = None,
+        alias: str | None = None,
+    ) -> LinkInfo:
         return self._stacked(name, parent, "macvlan", mtu, alias, mac=mac, macvlan_mode=mode)
 
-    async def create_ipvlan(self, name: str, parent: str, mode: IpvlanMode = "l2",
-                            flag: IpvlanFlag = "bridge", *, mtu: int | None = None,
-                            alias: str | None = None) -> LinkInfo:
-        return self._stacked(name, parent, "ipvlan", mtu, alias, ipvlan_mode=mode,
-                             ipvlan_flag=flag)
+    async def create_ipvlan(
+        self,
+        name: str,
+        parent: str,
+        mode: IpvlanMode = "l2",
+        flag: IpvlanFlag = "bridge",
+        *,
+        mtu: int | None = None,
+        alias: str | None = None,
+    ) -> LinkInfo:
+        return self._stacked(name, parent, "ipvlan", mtu, alias, ipvlan_mode=mode, ipvlan_flag=flag)
 
-    async def create_vlan(self, name: str, parent: str, vlan_id: int, *, mtu: int | None = None,
-                          alias: str | None = None) -> LinkInfo:
+    async def create_vlan(
+        self,
+        name: str,
+        parent: str,
+        vlan_id: int,
+        *,
+        mtu: int | None = None,
+        alias: str | None = None,
+    ) -> LinkInfo:
         return self._stacked(name, parent, "vlan", mtu, alias, vlan_id=vlan_id)
 
     async def create_dummy(self, name: str, *, alias: str | None = None) -> LinkInfo:
@@ -80,8 +120,10 @@ class FakeLinks:
         if name not in self.links:
             return False
         index = self.links.pop(name).index
+        self.addresses.pop(name, None)
+        self.routes = {(dst, dev) for dst, dev in self.routes if dev != name}
         for child in [c for c in self.links.values() if c.parent_index == index]:
-            del self.links[child.name]  # as the kernel does
+            await self.delete_link(child.name)  # as the kernel does
         return True
 
     async def set_up(self, name: str) -> None:
@@ -93,6 +135,14 @@ class FakeLinks:
         if iface in have:
             return False
         have.append(iface)
+        return True
+
+    async def del_address(self, name: str, cidr: str) -> bool:
+        iface = ipaddress.ip_interface(cidr)
+        have = self.addresses.get(name, [])
+        if iface not in have:
+            return False
+        have.remove(iface)
         return True
 
     async def list_addresses(self, name: str) -> list[IPInterface]:
@@ -119,8 +169,16 @@ class FakeLinks:
         if kind not in self.kinds:
             raise KindNotSupported(f"cannot create {kind} link {name}: this kernel has no {kind}")
 
-    def _stacked(self, name: str, parent: str, kind: str, mtu: int | None, alias: str | None,
-                 mac: str | None = None, **extra: object) -> LinkInfo:
+    def _stacked(
+        self,
+        name: str,
+        parent: str,
+        kind: str,
+        mtu: int | None,
+        alias: str | None,
+        mac: str | None = None,
+        **extra: object,
+    ) -> LinkInfo:
         self._check_kind(kind, name)
         lower = self.links.get(parent)
         if lower is None:
@@ -128,11 +186,22 @@ class FakeLinks:
         if name in self.links:
             raise LinkExists(f"a link named {name} already exists")
         link = LinkInfo(
-            index=next(self._index), name=name, kind=kind, parent_index=lower.index,
-            parent_name=parent, parent_netnsid=None, master_index=None,
-            mtu=mtu or lower.mtu, up=False, oper_state="down", carrier=False,
+            index=next(self._index),
+            name=name,
+            kind=kind,
+            parent_index=lower.index,
+            parent_name=parent,
+            parent_netnsid=None,
+            master_index=None,
+            mtu=mtu or lower.mtu,
+            up=False,
+            oper_state="down",
+            carrier=False,
             mac=mac or (lower.mac if kind in ("ipvlan", "vlan") else _mac(len(self.links) + 50)),
-            alias=alias, ethernet=True, loopback=False, wireless=False,
+            alias=alias,
+            ethernet=True,
+            loopback=False,
+            wireless=False,
             **extra,  # type: ignore[arg-type]
         )
         self.links[name] = link

@@ -98,7 +98,10 @@ async def test_create_join_leave_delete_on_a_plain_parent(d: Daemon, links: Fake
     assert joined["DisableGatewayService"] is True
     link = links.links[src]
     assert (link.kind, link.parent_name, link.macvlan_mode, link.mac) == (
-        "macvlan", "lab0", "bridge", mac,
+        "macvlan",
+        "lab0",
+        "bridge",
+        mac,
     )
     await d.client.ok("NetworkDriver.Leave", {"NetworkID": NET, "EndpointID": EP})
     assert src not in links.links
@@ -234,7 +237,9 @@ async def test_ipvlan_networks_on_one_parent_need_the_same_mode(d: Daemon) -> No
     await create(d.client, NET, parent="lab0", ipvlan_mode="l2")
     err = await refused(d.client, 500, network_id=NET2, parent="lab0", ipvlan_mode="l3")
     assert "same ipvlan_mode and ipvlan_flag" in err
-    await create(d.client, NET2, parent="lab0", ipvlan_mode="l2", ipv4=[{"Pool": "198.51.100.0/24"}])
+    await create(
+        d.client, NET2, parent="lab0", ipvlan_mode="l2", ipv4=[{"Pool": "198.51.100.0/24"}]
+    )
 
 
 async def test_ipvlan_l3_joins_with_connected_default_routes(d: Daemon) -> None:
@@ -321,3 +326,64 @@ async def test_owned_vlan_link_that_vanished_is_recreated_at_start(
     await d.client.ok("NetworkDriver.GetCapabilities")
     await endpoint(d.client)  # waits for the state load, which recreates the link
     assert links.links["lab0.10"].vlan_id == 10
+
+
+def shim_body(network_id: str, pool: str, host: str, **opts: str) -> dict[str, Any]:
+    prefix = pool.split("/")[1]
+    return create_body(
+        network_id,
+        ipv4=[{"Pool": pool, "AuxAddresses": {"myhost": f"{host}/{prefix}"}}],
+        parent="lab0",
+        host_address="myhost",
+        **opts,
+    )
+
+
+async def test_host_shim_carries_the_host_address_and_routes_to_containers(
+    d: Daemon, links: FakeLinks
+) -> None:
+    await d.client.ok("NetworkDriver.CreateNetwork", shim_body(NET, "192.0.2.0/24", "192.0.2.2"))
+    (shim,) = [name for name in links.links if name.startswith("pmvh-")]
+    assert links.links[shim].kind == "macvlan" and links.links[shim].up
+    assert [str(a) for a in links.addresses[shim]] == ["192.0.2.2/32"]
+    await endpoint(d.client, address="192.0.2.10/24")
+    await join(d.client)
+    assert ("192.0.2.10/32", shim) in links.routes
+    await d.client.ok("NetworkDriver.Leave", {"NetworkID": NET, "EndpointID": EP})
+    assert ("192.0.2.10/32", shim) not in links.routes
+    # A second network on the parent shares the shim with its own host address.
+    await d.client.ok(
+        "NetworkDriver.CreateNetwork", shim_body(NET2, "198.51.100.0/24", "198.51.100.2")
+    )
+    assert sorted(str(a) for a in links.addresses[shim]) == ["192.0.2.2/32", "198.51.100.2/32"]
+    await d.client.ok("NetworkDriver.DeleteNetwork", {"NetworkID": NET})
+    assert [str(a) for a in links.addresses[shim]] == ["198.51.100.2/32"]
+    await d.client.ok("NetworkDriver.DeleteNetwork", {"NetworkID": NET2})
+    assert set(links.links) == {"lab0"}
+
+
+async def test_host_shim_is_refused_where_it_could_not_work(d: Daemon) -> None:
+    private = shim_body(NET, "192.0.2.0/24", "192.0.2.2", macvlan_mode="private")
+    answer = await d.client.call("NetworkDriver.CreateNetwork", private)
+    assert answer.status == 400 and "macvlan_mode bridge or vepa" in answer.err
+    not_aux = create_body(parent="lab0", host_address="192.0.2.9")
+    answer = await d.client.call("NetworkDriver.CreateNetwork", not_aux)
+    assert answer.status == 400 and "must name an --aux-address" in answer.err
+
+
+async def test_host_shim_and_routes_come_back_after_a_restart(
+    start_daemon: StartDaemon, links: FakeLinks
+) -> None:
+    factory = functools.partial(open_services, links=links)
+    d = await start_daemon(factory)
+    await d.client.ok("NetworkDriver.CreateNetwork", shim_body(NET, "192.0.2.0/24", "192.0.2.2"))
+    await endpoint(d.client, address="192.0.2.10/24")
+    joined = await join(d.client)
+    links.take_into_container(joined["InterfaceName"]["SrcName"])
+    (shim,) = [name for name in links.links if name.startswith("pmvh-")]
+    await links.delete_link(shim)  # a reboot
+    d = await start_daemon(factory)
+    await d.client.ok("NetworkDriver.EndpointOperInfo", {"NetworkID": NET, "EndpointID": EP})
+    assert shim in links.links
+    assert [str(a) for a in links.addresses[shim]] == ["192.0.2.2/32"]
+    assert ("192.0.2.10/32", shim) in links.routes

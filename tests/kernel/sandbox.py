@@ -29,11 +29,15 @@ def create_network(
     gateway: str = "",
     internal: bool = False,
     ipv6: str = "",
+    aux: dict[str, str] | None = None,
     **opts: str,
 ) -> dict[str, Any]:
-    v4 = {"AddressSpace": "local", "Pool": pool}
+    v4: dict[str, Any] = {"AddressSpace": "local", "Pool": pool}
     if gateway:
         v4["Gateway"] = gateway
+    if aux:
+        prefix = pool.split("/")[1]
+        v4["AuxAddresses"] = {name: f"{addr}/{prefix}" for name, addr in aux.items()}
     body = {
         "NetworkID": network_id,
         "Options": {

@@ -145,3 +145,31 @@ def test_state_survives_kill_9_and_cleanup_still_works(host: Host) -> None:
     stop_container(host.daemon, host.ns, c2)
     ok(host.daemon, "NetworkDriver.DeleteNetwork", {"NetworkID": NET})
     assert host.link_names() == before
+
+
+def test_host_shim_lets_the_host_and_its_containers_reach_each_other(host: Host) -> None:
+    before = host.link_names()
+    host.ns.add_address("lab0", "192.0.2.5/24")  # the host's own LAN address, on the parent
+    assert create_network(host.daemon, NET2, parent="lab0")["_status"] == 200
+    plain = run_container(
+        host.daemon, host.ns, host.container("plain"), NET2, "e9" * 32, "192.0.2.9/24"
+    )
+    # The wall every macvlan user hits: parent and children do not talk.
+    assert not host.ns.ping("192.0.2.9", timeout=1)
+    stop_container(host.daemon, host.ns, plain)
+    ok(host.daemon, "NetworkDriver.DeleteNetwork", {"NetworkID": NET2})
+
+    reply = create_network(
+        host.daemon, NET, parent="lab0", aux={"me": "192.0.2.2"}, host_address="me"
+    )
+    assert reply["_status"] == 200, reply
+    c1 = run_container(host.daemon, host.ns, host.container("c1"), NET, "e1" * 32, "192.0.2.10/24")
+    assert host.ns.ping("192.0.2.10")
+    assert c1.netns.ping("192.0.2.2")
+    assert c1.netns.ping("192.0.2.254")  # the rest of the LAN, as before
+    assert host.ns.ping("192.0.2.254")  # and the host's own LAN traffic is untouched
+    assert host.lan.ping("192.0.2.5")
+    stop_container(host.daemon, host.ns, c1)
+    ok(host.daemon, "NetworkDriver.DeleteNetwork", {"NetworkID": NET})
+    assert host.link_names() == before
+    assert "192.0.2.5/24" in host.ns.addresses("lab0")
