@@ -113,3 +113,77 @@ def stop_container(daemon: PluginDaemon, host: Netns, c: Container) -> None:
         "NetworkDriver.DeleteEndpoint",
         {"NetworkID": c.network_id, "EndpointID": c.endpoint_id},
     )
+
+
+@dataclass
+class DockerNetwork:
+    """A network as dockerd holds it after `docker network create`: pool id and IPAM data."""
+
+    network_id: str
+    pool_id: str
+    subnet: str
+    gateway: str = ""
+    aux: dict[str, str] | None = None
+
+
+def docker_network_create(
+    daemon: PluginDaemon,
+    network_id: str,
+    subnet: str,
+    *,
+    gateway: str = "",
+    aux: dict[str, str] | None = None,
+    ipam_options: dict[str, str] | None = None,
+    **driver_options: str,
+) -> DockerNetwork:
+    """What dockerd sends for `docker network create -d P --ipam-driver P ...`, in its order:
+    RequestPool, the gateway, each aux address, then CreateNetwork with the IPAM data."""
+    pool = ok(
+        daemon,
+        "IpamDriver.RequestPool",
+        {"AddressSpace": "local", "Pool": subnet, "Options": ipam_options or {}},
+    )
+    prefix = subnet.split("/")[1]
+    v4: dict[str, Any] = {"AddressSpace": "local", "Pool": subnet}
+    if gateway:
+        gw = ok(
+            daemon,
+            "IpamDriver.RequestAddress",
+            {
+                "PoolID": pool["PoolID"],
+                "Address": gateway,
+                "Options": {"RequestAddressType": "com.docker.network.gateway"},
+            },
+        )
+        v4["Gateway"] = gw["Address"]
+    for address in (aux or {}).values():
+        ok(daemon, "IpamDriver.RequestAddress", {"PoolID": pool["PoolID"], "Address": address})
+    if aux:
+        v4["AuxAddresses"] = {k: f"{v}/{prefix}" for k, v in aux.items()}
+    ok(
+        daemon,
+        "NetworkDriver.CreateNetwork",
+        {
+            "NetworkID": network_id,
+            "Options": {"com.docker.network.generic": driver_options},
+            "IPv4Data": [v4],
+        },
+    )
+    return DockerNetwork(network_id, pool["PoolID"], subnet, gateway, aux)
+
+
+def docker_run(
+    daemon: PluginDaemon,
+    host: Netns,
+    container_ns: Netns,
+    net: DockerNetwork,
+    endpoint_id: str,
+    address: str = "",
+) -> Container:
+    """What dockerd does for `docker run --network N [--ip A]`: address, endpoint, join."""
+    got = ok(
+        daemon,
+        "IpamDriver.RequestAddress",
+        {"PoolID": net.pool_id, "Address": address, "Options": {}},
+    )
+    return run_container(daemon, host, container_ns, net.network_id, endpoint_id, got["Address"])
