@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from socket import AF_INET, AF_INET6, inet_pton
 
 from ipam.addresses import (
+    AddressRange,
     Family,
     Subnet,
     address_to_int,
@@ -145,7 +146,7 @@ class Lease:
         self.record = record
         self.spec = spec
         self.table = table
-        self.auto = auto  # never mutated after construction
+        self.auto = auto  # never mutated; replaced when the host ranges change (cluster mode)
         self.source = source
         self.quarantine_seconds = quarantine_seconds
         self.problem = problem  # why automatic allocation is impossible, if it is
@@ -542,24 +543,97 @@ class Allocator:
         source = ""
         try:
             spec = spec_from_record(record)
-            host = self._host_ranges.ranges_for(spec)
         except InvalidRequest as exc:
-            # Only at start-up: the node name or the parser changed since the lease was made.
-            # Keep the lease and its holdings (they are real); refuse automatic allocation.
+            # Only at start-up: the parser changed since the lease was made. Keep the lease and
+            # its holdings (they are real); refuse automatic allocation.
             problem = exc.message
         else:
-            auto = ranges_to_set([r for r in host.ranges if r.family is subnet.family])
-            auto.difference_update(ranges_to_set(spec.exclude))
-            for reserved in subnet.reserved_addresses():
-                auto.discard(reserved)
-            auto = auto.intersection(IntervalSet([(subnet.first, subnet.last)]))
-            source = host.description
+            auto, source, problem = self._automatic_set(spec)
         quarantine = self._default_quarantine
         if spec is not None and spec.quarantine is not None:
             quarantine = spec.quarantine
         lease = Lease(record, spec, table, auto, source, quarantine, problem)
         self.leases[record.pool_id] = lease
         table.lease_ids.add(record.pool_id)
+
+    def _automatic_set(self, spec: PoolSpec) -> tuple[IntervalSet, str, str | None]:
+        """(automatic set, its description, why there is none) of a lease with `spec`."""
+        subnet = spec.subnet
+        try:
+            host = self._host_ranges.ranges_for(spec)
+        except InvalidRequest as exc:
+            # Only at start-up: the node name changed and the plan no longer names this host.
+            # Keep the lease, refuse automatic allocation with the reason.
+            return IntervalSet(), "", exc.message
+        auto = ranges_to_set([r for r in host.ranges if r.family is subnet.family])
+        auto.difference_update(ranges_to_set(spec.exclude))
+        for reserved in subnet.reserved_addresses():
+            auto.discard(reserved)
+        auto = auto.intersection(IntervalSet([(subnet.first, subnet.last)]))
+        return auto, host.description, None
+
+    def refresh_host_ranges(self) -> None:
+        """Ask the `HostRanges` source again for every lease: in cluster mode this host's blocks
+        changed. Holdings, quarantine and round-robin cursors stay as they are."""
+        for lease in self.leases.values():
+            if lease.spec is not None:
+                lease.auto, lease.source, lease.problem = self._automatic_set(lease.spec)
+
+    # ------------------------------------------------------- cluster mode queries
+
+    def has_fresh_address(self, pool_id: str) -> bool:
+        """Whether an automatic request on `pool_id` would get an address that is neither held
+        nor resting in quarantine (cluster mode claims a block before reusing a resting one)."""
+        lease = self.leases.get(pool_id)
+        if lease is None or lease.problem is not None:
+            return False
+        first, last = lease.auto.first(), lease.auto.last()
+        if first is None or last is None:
+            return False
+        return _first_free(lease.auto, lease.table.unavailable, first, last) is not None
+
+    def would_help(self, pool_id: str, block: AddressRange) -> bool:
+        """Whether adding `block` to the lease's ranges would give it a free automatic address.
+
+        A block that overlaps another lease's address plan on the same LAN never helps: plans
+        are LAN-wide facts (the same `network create` on every host), so those addresses belong
+        to the plan's nodes even where no plan lease exists on this host's table.
+        """
+        lease = self.leases.get(pool_id)
+        if lease is None or lease.spec is None:
+            return False
+        spec = lease.spec
+        record = lease.record
+        for other in self.leases.values():
+            plan = other.spec.plan if other.spec is not None else None
+            if (
+                plan is not None
+                and other.record.address_space == record.address_space
+                and other.record.lan == record.lan
+                and any(r.overlaps(block) for ranges in plan.ranges.values() for r in ranges)
+            ):
+                return False
+        span = spec.span
+        lo, hi = max(block.first, span.first), min(block.last, span.last)
+        if lo > hi:
+            return False
+        candidate = IntervalSet([(lo, hi)])
+        candidate.difference_update(ranges_to_set(spec.exclude))
+        for reserved in spec.subnet.reserved_addresses():
+            candidate.discard(reserved)
+        first, last = candidate.first(), candidate.last()
+        if first is None or last is None:
+            return False
+        return _first_free(candidate, lease.table.unavailable, first, last) is not None
+
+    def occupied(self, address_space: str, lan: str, block: AddressRange) -> bool:
+        """Whether any address of `block` is held or resting in a table of that LAN."""
+        prefix = f"{address_space}/{lan}/"
+        return any(
+            table.unavailable.overlaps(block.first, block.last)
+            for key, table in self.tables.items()
+            if key.startswith(prefix) and table.subnet.family is block.family
+        )
 
     def _table_for_key(self, key: str) -> Table:
         existing = self.tables.get(key)

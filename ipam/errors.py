@@ -64,3 +64,18 @@ class NoAvailablePool(IpamError):
 
 class StoreError(IpamError):
     """The durable state could not be read or written; nothing was changed."""
+
+
+class AddressOwnedElsewhere(AddressInUse):
+    """Cluster mode: a specific address (--ip) lies in a block another host has claimed; only
+    that host may hand it out."""
+
+
+class ClusterError(IpamError):
+    """Cluster mode: the etcd cluster answered something pymacvlan cannot work with (a refused
+    request, a race that did not settle). Nothing was changed."""
+
+
+class ClusterUnavailable(ClusterError):
+    """Cluster mode: no etcd endpoint answered in time. Allocation inside this host's blocks goes
+    on; what needs the cluster (a new block, an --ip outside them) fails with this."""

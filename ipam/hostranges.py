@@ -6,19 +6,22 @@ the lease is created or loaded) and then subtracts the exclusions and the reserv
 `StaticPlan` answers from the pool's own options, which every host evaluates identically: this
 node's entry of the address plan, else the ip-range, else the whole subnet.
 
-A later cluster mode plugs in here without touching the allocator: an etcd-backed source where
-hosts claim blocks of a shared subnet (host-affine, like Calico's IPAM) would keep a local cache
-of the blocks this host has claimed and answer `ranges_for` from it; claiming another block when
-a lease runs out would be a service-level step (on `NoAvailableAddresses`: claim, then rebuild
-the lease's ranges), and the explicit-address rules would stay as they are.
+Cluster mode (`ipam.cluster.ClusterMode`) plugs in here as a `ClaimingHostRanges`: hosts claim
+blocks of a shared subnet in etcd (host-affine, like Calico's IPAM), and `ranges_for` answers from
+the local cache of this host's blocks. The allocator does not know the difference. The service
+adds the steps that need the cluster: on `NoAvailableAddresses` it asks for another block and
+retries, before an `--ip` it asks whether another host owns the address, and it lends the
+cluster mode a `LocalUsage` view so that empty blocks can be given back.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ipam.addresses import AddressRange
+from ipam.addresses import AddressRange, Family, Subnet
 from ipam.errors import InvalidRequest
 from ipam.options import OPT_NODES, OPT_RANGE_PREFIX, PoolSpec
 
@@ -63,3 +66,70 @@ class StaticPlan:
         if spec.sub_pool is not None:
             return HostRangeSet((spec.sub_pool.as_range(),), f"ip-range {spec.sub_pool}")
         return HostRangeSet((spec.subnet.as_range(),), "")
+
+
+class LocalUsage(Protocol):
+    """What cluster mode may see of this host's allocations (the service provides it).
+
+    `lock` is the service's mutation lock: `occupied`, `cluster_spans` and `refresh` are only
+    called while holding it, so no allocation can slip into a block between "it is empty" and
+    "it is no longer ours".
+    """
+
+    @property
+    def lock(self) -> asyncio.Lock: ...
+
+    def occupied(self, address_space: str, lan: str, block: Subnet) -> bool:
+        """Whether any address of `block` is held or resting in quarantine on this host."""
+        ...
+
+    def cluster_spans(self, address_space: str, lan: str, family: Family) -> list[Subnet]:
+        """The spans (ip-range, else subnet) of this host's cluster-managed pools there."""
+        ...
+
+    def refresh(self) -> None:
+        """Ask `ranges_for` again for every pool: this host's blocks changed."""
+        ...
+
+
+class ClaimingHostRanges(HostRanges, Protocol):
+    """`HostRanges` that can grow by claiming blocks in a cluster (`ipam.cluster.ClusterMode`).
+
+    Its async methods may raise `ClusterUnavailable` (etcd cannot be reached), `ClusterError`,
+    `NoAvailableAddresses` (no free block left) and `AddressOwnedElsewhere`.
+    """
+
+    def manages(self, spec: PoolSpec) -> bool:
+        """Whether automatic allocation in this pool draws from claimed blocks."""
+        ...
+
+    def recently_unreachable(self) -> bool:
+        """Whether the last contact with the cluster failed a moment ago (optional claims are
+        then skipped rather than made to wait for a dead cluster)."""
+        ...
+
+    async def load(self) -> None:
+        """Read the local block cache (before the allocator asks `ranges_for`)."""
+        ...
+
+    def start(self, usage: LocalUsage) -> None:
+        """Begin the background upkeep (registration, reconciliation, giving blocks back)."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def claim_block(
+        self,
+        spec: PoolSpec,
+        *,
+        still_needed: Callable[[], bool],
+        usable: Callable[[AddressRange], bool],
+    ) -> None:
+        """Claim one more block for the pool of `spec`, unless `still_needed()` says another
+        request has done it meanwhile; `usable(block)` says whether a block would help."""
+        ...
+
+    async def claim_address(self, spec: PoolSpec, value: int) -> None:
+        """Make sure no other host may hand out `value` (a specific address asked for on this
+        host): it is in a block of this host, or this host now holds it alone."""
+        ...

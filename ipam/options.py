@@ -11,6 +11,10 @@ Rules:
   address space, LAN, subnet, ip-range and a short hash of the canonical rest of the options of
   its family. Identical requests therefore get identical PoolIDs, which is how the service
   reference-counts them.
+* `block_size` (IPv4) and `block_size6` (IPv6) set the size of the blocks a host claims in
+  cluster mode (`ipam.cluster`). A block must fit inside the range blocks are carved from (the
+  ip-range, else the subnet) and may not be combined with an address plan of the same family:
+  a plan decides the host's addresses itself, so a block size there would be silently ignored.
 """
 
 from __future__ import annotations
@@ -42,10 +46,29 @@ OPT_NODES = "nodes"  # split the span equally among these nodes, in this order
 OPT_RANGE_PREFIX = "range."  # range.<node>=<r>[,<r>...]: explicit ranges of one node
 OPT_EXCLUDE = "exclude"  # never hand these out automatically
 OPT_QUARANTINE = "quarantine"  # seconds a released address rests before automatic reuse
-KNOWN_OPTIONS = (OPT_LAN, OPT_NODES, f"{OPT_RANGE_PREFIX}<node>", OPT_EXCLUDE, OPT_QUARANTINE)
+OPT_BLOCK_SIZE = "block_size"  # cluster mode: prefix length of the IPv4 blocks a host claims
+OPT_BLOCK_SIZE6 = "block_size6"  # cluster mode: the same for IPv6
+KNOWN_OPTIONS = (
+    OPT_LAN,
+    OPT_NODES,
+    f"{OPT_RANGE_PREFIX}<node>",
+    OPT_EXCLUDE,
+    OPT_QUARANTINE,
+    OPT_BLOCK_SIZE,
+    OPT_BLOCK_SIZE6,
+)
+_BLOCK_OPTION = {Family.V4: OPT_BLOCK_SIZE, Family.V6: OPT_BLOCK_SIZE6}
 DOCKER_OPTION_PREFIX = "com.docker.network."
 
 DEFAULT_LAN = "default"
+
+# Cluster mode: blocks of 64 addresses by default, as Calico's IPAM (/26; /122 for IPv6), so that
+# one claim (one etcd round trip) serves many containers while a host with few containers does
+# not hold much of the subnet.
+DEFAULT_BLOCK_PREFIXLEN = {Family.V4: 26, Family.V6: 122}
+# The largest block allowed (/8, /32). The claim transaction compares one key per possible
+# enclosing block size, so this bound keeps it below etcd's 128 compares per transaction.
+MIN_BLOCK_PREFIXLEN = {Family.V4: 8, Family.V6: 32}
 
 # LAN names end up inside PoolIDs and table keys, which use "/" and "#" as separators.
 _LAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -63,6 +86,8 @@ class PoolOptions:
     nodes: tuple[str, ...] = ()
     exclude: tuple[AddressRange, ...] = ()
     quarantine: float | None = None
+    # Prefix length of the blocks claimed in cluster mode, per family, when given.
+    block_sizes: Mapping[Family, int] = field(default_factory=dict)
     # The user's options without Docker's own keys: what the store keeps to rebuild the spec.
     raw: Mapping[str, str] = field(default_factory=dict)
 
@@ -92,10 +117,25 @@ class PoolSpec:
     quarantine: float | None
     raw_options: Mapping[str, str]
     options_digest: str  # "" when no option besides lan matters for this family
+    block_size: int | None = None  # the family's block_size option, checked against the span
 
     @property
     def family(self) -> Family:
         return self.subnet.family
+
+    @property
+    def span(self) -> Subnet:
+        """Where automatic allocation may draw from without a plan: the ip-range, else the
+        subnet. Cluster mode carves its blocks from it."""
+        return self.sub_pool if self.sub_pool is not None else self.subnet
+
+    @property
+    def block_prefixlen(self) -> int:
+        """The prefix length of this pool's cluster blocks: the option, else the default (or the
+        whole span, when the span is smaller than a default block)."""
+        if self.block_size is not None:
+            return self.block_size
+        return max(DEFAULT_BLOCK_PREFIXLEN[self.family], self.span.prefixlen)
 
     @property
     def table_key(self) -> str:
@@ -137,7 +177,7 @@ def parse_pool_options(options: Mapping[str, str]) -> PoolOptions:
     unknown = sorted(
         k
         for k in raw
-        if k not in (OPT_LAN, OPT_NODES, OPT_EXCLUDE, OPT_QUARANTINE)
+        if k not in (OPT_LAN, OPT_NODES, OPT_EXCLUDE, OPT_QUARANTINE, *_BLOCK_OPTION.values())
         and not k.startswith(OPT_RANGE_PREFIX)
     )
     if unknown:
@@ -196,14 +236,39 @@ def parse_pool_options(options: Mapping[str, str]) -> PoolOptions:
             )
         quarantine = float(text)
 
+    block_sizes: dict[Family, int] = {}
+    for family, key in _BLOCK_OPTION.items():
+        if key in raw:
+            block_sizes[family] = _parse_block_size(key, raw[key], family)
+
     return PoolOptions(
         lan=lan,
         node_ranges=node_ranges,
         nodes=nodes,
         exclude=exclude,
         quarantine=quarantine,
+        block_sizes=block_sizes,
         raw=dict(sorted(raw.items())),
     )
+
+
+def _parse_block_size(key: str, value: str, family: Family) -> int:
+    text = value.strip().removeprefix("/")
+    example = DEFAULT_BLOCK_PREFIXLEN[family]
+    if not text.isdigit():
+        raise InvalidRequest(
+            f"invalid --ipam-opt {key}={value!r}: expected an {family.label} prefix length such "
+            f"as {example} (blocks of {1 << (family.bits - example)} addresses)"
+        )
+    size = int(text)
+    lowest = MIN_BLOCK_PREFIXLEN[family]
+    if not lowest <= size <= family.bits:
+        hint = f" ({OPT_BLOCK_SIZE6}= sets the IPv6 blocks)" if size > family.bits else ""
+        raise InvalidRequest(
+            f"invalid --ipam-opt {key}={value}: an {family.label} block size is a prefix length "
+            f"from {lowest} to {family.bits}{hint}"
+        )
+    return size
 
 
 def _check_node_name(node: str, where: str) -> None:
@@ -307,6 +372,22 @@ def build_pool_spec(request: PoolRequest, subnet: Subnet) -> PoolSpec:
     # Canonical (sorted, merged) so that equivalent spellings give the same PoolID.
     exclude = set_to_ranges(family, ranges_to_set(own_exclude))
 
+    block_size = options.block_sizes.get(family)
+    if block_size is not None:
+        key = _BLOCK_OPTION[family]
+        if plan is not None:
+            raise InvalidRequest(
+                f"--ipam-opt {key}= cannot be combined with an address plan (nodes= or "
+                "range.<node>=): with a plan each host has its own ranges and claims no blocks"
+            )
+        carved = sub_pool if sub_pool is not None else subnet
+        if block_size < carved.prefixlen:
+            what = f"the ip-range {carved}" if sub_pool is not None else f"pool {carved}"
+            raise InvalidRequest(
+                f"invalid --ipam-opt {key}={block_size}: a /{block_size} block does not fit in "
+                f"{what}; blocks are carved from it, so use /{carved.prefixlen} or longer"
+            )
+
     return PoolSpec(
         address_space=request.address_space,
         lan=options.lan,
@@ -316,7 +397,8 @@ def build_pool_spec(request: PoolRequest, subnet: Subnet) -> PoolSpec:
         exclude=exclude,
         quarantine=options.quarantine,
         raw_options=options.raw,
-        options_digest=_digest(plan, options.nodes, exclude, options.quarantine),
+        options_digest=_digest(plan, options.nodes, exclude, options.quarantine, block_size),
+        block_size=block_size,
     )
 
 
@@ -325,6 +407,7 @@ def _digest(
     nodes: tuple[str, ...],
     exclude: tuple[AddressRange, ...],
     quarantine: float | None,
+    block_size: int | None = None,
 ) -> str:
     """Short hash of the canonical options that matter for this family (lan is in the ID)."""
     parts: list[str] = []
@@ -339,6 +422,9 @@ def _digest(
         parts.append(f"{OPT_EXCLUDE}={describe_ranges(exclude)}")
     if quarantine is not None:
         parts.append(f"{OPT_QUARANTINE}={quarantine:g}")
+    if block_size is not None:
+        # One name for both families: the digest is per family already.
+        parts.append(f"{OPT_BLOCK_SIZE}={block_size}")
     if not parts:
         return ""
     return hashlib.sha256(";".join(parts).encode()).hexdigest()[:8]

@@ -12,6 +12,13 @@ Rules:
 * Calls wait for `load()`; the daemon binds its socket first and loads after, so Docker is never
   told "not ready" and never sees an answer computed from half-loaded state.
 * Our state is durable, so Docker need not replay anything: `requires_request_replay=False`.
+* Cluster mode (a `ClaimingHostRanges`, see `ipam.cluster`): when a cluster-managed pool has no
+  free address left but resting (quarantined) ones, the service first asks for one more block, and
+  only if none can be had (etcd unreachable, no free block) hands out the resting address; with
+  nothing left at all the block is a must, and its failure is the answer. Before an `--ip` (a
+  specific address for a named endpoint) it makes sure no other host owns it. Both happen outside
+  the mutation lock, so allocations in other pools never wait for etcd, and run shielded like
+  mutations, so a claim is never abandoned half-way.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from ipam.addresses import parse_address
+from ipam.addresses import Family, Subnet, parse_address
 from ipam.allocator import Allocator
 from ipam.defaults import (
     DefaultPool,
@@ -35,16 +42,24 @@ from ipam.defaults import (
     format_default_pools,
     parse_default_pools,
 )
-from ipam.errors import InvalidRequest, IpamError, NoAvailablePool, StoreError
-from ipam.hostranges import HostRanges, StaticPlan
+from ipam.errors import (
+    ClusterUnavailable,
+    InvalidRequest,
+    IpamError,
+    NoAvailableAddresses,
+    NoAvailablePool,
+    StoreError,
+)
+from ipam.hostranges import ClaimingHostRanges, HostRanges, StaticPlan
 from ipam.options import (
     GLOBAL_ADDRESS_SPACE,
     LOCAL_ADDRESS_SPACE,
     PoolRequest,
+    PoolSpec,
     build_pool_spec,
     parse_pool_request,
 )
-from ipam.records import Change
+from ipam.records import Change, Kind
 from ipam.requests import parse_address_request
 from ipam.sqlite_store import SqliteStore
 from ipam.store import IpamStore
@@ -62,6 +77,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# Blocks one RequestAddress may claim before it gives up: more than one is needed only when
+# concurrent requests drain each new block before this one gets its turn.
+MAX_CLAIMS_PER_REQUEST = 4
 
 
 @dataclass(frozen=True)
@@ -146,11 +165,13 @@ class IpamService:
         settings: IpamSettings,
         clock: Callable[[], float] = time.time,
         host_ranges: HostRanges | None = None,
+        cluster: ClaimingHostRanges | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
         self._clock = clock
-        self._host_ranges = host_ranges or StaticPlan(settings.node_name)
+        self._cluster = cluster
+        self._host_ranges = host_ranges or cluster or StaticPlan(settings.node_name)
         self._allocator = Allocator(self._host_ranges, settings.quarantine_seconds)
         self._lock = asyncio.Lock()
         # One thread owns the store: SQLite connections are not shared between threads, and
@@ -169,9 +190,12 @@ class IpamService:
         state_dir: Path,
         settings: IpamSettings,
         clock: Callable[[], float] = time.time,
+        cluster: ClaimingHostRanges | None = None,
     ) -> IpamService:
-        """A service on `state_dir/ipam.sqlite3` (the file is opened by `load()`)."""
-        return cls(SqliteStore(Path(state_dir) / SqliteStore.FILE_NAME), settings, clock)
+        """A service on `state_dir/ipam.sqlite3` (the file is opened by `load()`), in cluster
+        mode when `cluster` is given."""
+        store = SqliteStore(Path(state_dir) / SqliteStore.FILE_NAME)
+        return cls(store, settings, clock, cluster=cluster)
 
     @property
     def settings(self) -> IpamSettings:
@@ -187,11 +211,18 @@ class IpamService:
         """The in-memory state (read-only use: tests, diagnostics)."""
         return self._allocator
 
+    @property
+    def cluster(self) -> ClaimingHostRanges | None:
+        """The cluster mode, when the service runs in it."""
+        return self._cluster
+
     # ------------------------------------------------------------- lifecycle
 
     async def load(self) -> None:
         """Read the stored state; calls made meanwhile wait for it."""
         try:
+            if self._cluster is not None:
+                await self._cluster.load()  # the allocator asks it for this host's blocks
             with _gc_paused():
                 snapshot = await self._in_store_thread(self._store.load)
                 allocator = Allocator(self._host_ranges, self._settings.quarantine_seconds)
@@ -199,6 +230,8 @@ class IpamService:
             allocator.load_notes[:0] = snapshot.notes
             self._expired = allocator.prune(self._clock())
             self._allocator = allocator
+            if self._cluster is not None:
+                self._cluster.start(_ServiceUsage(self))
         except BaseException as exc:
             # Whatever stopped the load (an error, a bug, cancellation at shutdown), calls must
             # not go on with an empty state: they would hand out addresses already in use.
@@ -215,6 +248,8 @@ class IpamService:
         self._closed = True
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
+        if self._cluster is not None:
+            await self._cluster.close()
         async with self._lock:
             with contextlib.suppress(IpamError):
                 await self._in_store_thread(self._store.close)
@@ -289,6 +324,8 @@ class IpamService:
     ) -> AddressGrant:
         request = parse_address_request(address, options)
         await self._ready()
+        if request.value is not None and request.kind is Kind.STATIC:
+            await self._claim_address(pool_id, request.family, request.value)
 
         def plan(now: float) -> tuple[Change, AddressGrant]:
             change, value = self._allocator.plan_request_address(pool_id, request, now)
@@ -297,7 +334,74 @@ class IpamService:
             text = lease.table.fmt(value)
             return change, AddressGrant(f"{text}/{subnet.prefixlen}")
 
-        return await self._mutate(plan)
+        claims = 0
+        cluster_failure: IpamError | None = None
+        if (
+            request.value is None
+            and self._cluster is not None
+            and not self._cluster.recently_unreachable()
+            and not self._allocator.has_fresh_address(pool_id)
+        ):
+            # Only resting addresses are left, if any: a new block first (quarantine is there
+            # so that a released address is not reused at once). Skipped while etcd is known to
+            # be down: a resting address is better than waiting for a dead cluster.
+            try:
+                if await self._claim_block(pool_id, claims):
+                    claims += 1
+            except (ClusterUnavailable, NoAvailableAddresses) as exc:
+                cluster_failure = exc  # a resting address may still do; else this is the answer
+        while True:
+            try:
+                return await self._mutate(plan)
+            except NoAvailableAddresses:
+                if cluster_failure is not None:
+                    raise cluster_failure from None
+                if not await self._claim_block(pool_id, claims):
+                    raise
+                claims += 1
+
+    # ------------------------------------------------------------ cluster mode
+
+    def _cluster_spec(self, pool_id: str) -> tuple[ClaimingHostRanges, PoolSpec] | None:
+        cluster = self._cluster
+        lease = self._allocator.leases.get(pool_id)
+        if cluster is None or lease is None or lease.spec is None:
+            return None
+        if not cluster.manages(lease.spec):
+            return None
+        return cluster, lease.spec
+
+    async def _claim_block(self, pool_id: str, claims_so_far: int) -> bool:
+        """Claim one more block for a cluster-managed pool; False when that does not apply."""
+        found = self._cluster_spec(pool_id)
+        if found is None or claims_so_far >= MAX_CLAIMS_PER_REQUEST:
+            return False
+        cluster, spec = found
+        await self._shielded(
+            cluster.claim_block(
+                spec,
+                still_needed=lambda: not self._allocator.has_fresh_address(pool_id),
+                usable=lambda block: self._allocator.would_help(pool_id, block),
+            )
+        )
+        return True
+
+    async def _claim_address(self, pool_id: str, family: Family | None, value: int) -> None:
+        """Before an --ip in a cluster-managed pool: no other host may own that address."""
+        found = self._cluster_spec(pool_id)
+        if found is None:
+            return
+        cluster, spec = found
+        subnet = spec.subnet
+        table = self._allocator.leases[pool_id].table
+        if (
+            (family is not None and family is not subnet.family)
+            or value not in subnet
+            or subnet.describe_reserved(value) is not None
+            or value in table.held
+        ):
+            return  # the allocator refuses it (or shares it) with its own message
+        await self._shielded(cluster.claim_address(spec, value))
 
     async def release_address(self, *, pool_id: str, address: str) -> None:
         if not address.strip():
@@ -334,10 +438,14 @@ class IpamService:
                         raise
                 return result
 
-        task = asyncio.ensure_future(critical())
+        return await self._shielded(critical())
+
+    async def _shielded(self, work: Awaitable[T]) -> T:
+        """Run `work` to its end even if the caller is cancelled (see the module docstring);
+        `close()` waits for it."""
+        task = asyncio.ensure_future(work)
         self._inflight.add(task)
         task.add_done_callback(self._finished)
-        # The caller may be cancelled; the mutation may not (see the module docstring).
         return await asyncio.shield(task)
 
     def _finished(self, task: asyncio.Task[object]) -> None:
@@ -362,3 +470,39 @@ class IpamService:
             raise
         except Exception as exc:
             raise StoreError(f"cannot access the IPAM state: {exc}") from exc
+
+
+class _ServiceUsage:
+    """The `LocalUsage` view cluster mode gets of the service (see `ipam.hostranges`)."""
+
+    def __init__(self, service: IpamService) -> None:
+        self._service = service
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        return self._service._lock
+
+    def occupied(self, address_space: str, lan: str, block: Subnet) -> bool:
+        service = self._service
+        # Expired quarantine frees an address: forget it now, the next commit deletes its row.
+        service._expired += service._allocator.prune(service._clock())
+        return service._allocator.occupied(address_space, lan, block.as_range())
+
+    def cluster_spans(self, address_space: str, lan: str, family: Family) -> list[Subnet]:
+        cluster = self._service._cluster
+        spans = []
+        for lease in self._service._allocator.leases.values():
+            spec = lease.spec
+            if (
+                spec is not None
+                and cluster is not None
+                and cluster.manages(spec)
+                and spec.address_space == address_space
+                and spec.lan == lan
+                and spec.family is family
+            ):
+                spans.append(spec.span)
+        return spans
+
+    def refresh(self) -> None:
+        self._service._allocator.refresh_host_ranges()

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from plugin import logs, settings
+from plugin import cluster_cli, logs, settings
 
 
 def _version() -> str:
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the plugin daemon on its unix socket")
     settings.add_arguments(serve)
+    cluster_cli.add_parser(sub)
     return parser
 
 
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
         asyncio.run(serve(conf))
         return 0
+    if args.command == "cluster":
+        return cluster_cli.run(args)
     return 2
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
@@ -19,6 +19,7 @@ from driver.context import DriverSettings
 from driver.links import Links
 from driver.netlink import LinkLayer
 from driver.service import NetworkDriver
+from ipam.cluster.mode import ClusterMode
 from ipam.service import IpamService, IpamSettings, parse_default_pools
 from plugin.errors import NotReady
 from plugin.logs import get_logger
@@ -86,6 +87,7 @@ async def open_services(settings: Settings, links: Links | None = None) -> Async
             default_pools=parse_default_pools(settings.default_pools, node_name=settings.node_name),
             quarantine_seconds=settings.quarantine_seconds,
         ),
+        cluster=_cluster_mode(settings),
     )
     if links is None:
         links = await LinkLayer.open()
@@ -102,3 +104,21 @@ async def open_services(settings: Settings, links: Links | None = None) -> Async
         yield services
     finally:
         await services.close()
+
+
+# ---------------------------------------------------------------- cluster mode
+
+
+def _cluster_mode(settings: Settings) -> ClusterMode | None:
+    """Cluster mode when etcd endpoints are configured (docs/cluster.md); None otherwise."""
+    config = settings.cluster
+    if config is None:
+        return None
+    log.info("cluster mode", etcd=config.describe(), prefix=config.prefix, node=settings.node_name)
+    return ClusterMode(config, settings.node_name, settings.state_dir, events=_log_cluster_event)
+
+
+def _log_cluster_event(level: str, event: str, fields: Mapping[str, object]) -> None:
+    """Cluster mode's background events (blocks claimed, given back, etcd unreachable)."""
+    emit = {"error": log.error, "warning": log.warning}.get(level, log.info)
+    emit(event, **fields)

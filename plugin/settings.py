@@ -13,6 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from ipam.cluster.config import (
+    DEFAULT_PREFIX,
+    DEFAULT_SWEEP_SECONDS,
+    DEFAULT_TIMEOUT,
+    ClusterConfig,
+    check_node_name,
+)
 from ipam.defaults import parse_default_pools
 from ipam.errors import IpamError
 
@@ -48,6 +55,11 @@ class Settings:
     announce_interval: float = 1.0
     # Largest request body accepted; Docker's biggest (CreateNetwork) is a few KiB.
     max_body_bytes: int = 1 << 20
+    # Cluster mode (docs/cluster.md): on when etcd endpoints are given.
+    etcd_endpoints: str = ""
+    etcd_prefix: str = DEFAULT_PREFIX
+    etcd_timeout: float = DEFAULT_TIMEOUT
+    cluster_sweep_seconds: float = DEFAULT_SWEEP_SECONDS
 
     def __post_init__(self) -> None:
         if self.log_level not in LOG_LEVELS:
@@ -67,6 +79,32 @@ class Settings:
         if not self.node_name:
             # The node name keys this host's part of every per-host address plan.
             object.__setattr__(self, "node_name", socket.gethostname())
+        if self.cluster is not None:
+            try:
+                check_node_name(self.node_name)
+            except IpamError as exc:
+                raise SettingsError(str(exc)) from None
+
+    @property
+    def cluster(self) -> ClusterConfig | None:
+        """Cluster mode's configuration; None when no etcd endpoints are set (mode off)."""
+        return cluster_config(
+            self.etcd_endpoints, self.etcd_prefix, self.etcd_timeout, self.cluster_sweep_seconds
+        )
+
+
+def cluster_config(
+    endpoints: str,
+    prefix: str = DEFAULT_PREFIX,
+    timeout: float = DEFAULT_TIMEOUT,
+    sweep_seconds: float = DEFAULT_SWEEP_SECONDS,
+) -> ClusterConfig | None:
+    try:
+        return ClusterConfig.parse(
+            endpoints, prefix=prefix, timeout=timeout, sweep_seconds=sweep_seconds
+        )
+    except IpamError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,6 +167,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=default("announce_interval"),
         help="seconds between them (PYMACVLAN_ANNOUNCE_INTERVAL)",
+    )
+    add_etcd_arguments(parser)
+    parser.add_argument(
+        "--cluster-sweep-seconds",
+        type=float,
+        default=default("cluster_sweep_seconds"),
+        help="cluster mode: how often this host checks its blocks against etcd and gives back "
+        "empty ones (PYMACVLAN_CLUSTER_SWEEP_SECONDS)",
+    )
+
+
+def add_etcd_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that locate the etcd cluster (`serve` and the `cluster` commands share them)."""
+    env = os.environ
+    d = Settings.__dataclass_fields__
+
+    def default(name: str) -> object:
+        return env.get(ENV_PREFIX + name.upper(), d[name].default)
+
+    group = parser.add_argument_group("cluster mode (docs/cluster.md)")
+    group.add_argument(
+        "--etcd-endpoints",
+        default=default("etcd_endpoints"),
+        metavar="URL[,URL...]",
+        help="etcd client URLs such as http://127.0.0.1:2379; cluster mode is on when set "
+        "(PYMACVLAN_ETCD_ENDPOINTS)",
+    )
+    group.add_argument(
+        "--etcd-prefix",
+        default=default("etcd_prefix"),
+        help=f"key prefix in etcd, default {DEFAULT_PREFIX} (PYMACVLAN_ETCD_PREFIX)",
+    )
+    group.add_argument(
+        "--etcd-timeout",
+        type=float,
+        default=default("etcd_timeout"),
+        help="seconds one etcd request may take; a cluster call gives up after three times "
+        f"that, default {DEFAULT_TIMEOUT:g} (PYMACVLAN_ETCD_TIMEOUT)",
     )
 
 

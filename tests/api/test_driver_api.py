@@ -136,7 +136,8 @@ async def test_repeated_requests_get_the_same_answer(d: Daemon) -> None:
 async def test_unknown_option_lists_the_known_ones(d: Daemon) -> None:
     err = await refused(d.client, parent="lab0", macvlan_mod="private")
     assert "unknown driver option macvlan_mod" in err
-    assert "macvlan_mode" in err and "ipvlan_flag" in err
+    assert "macvlan_mode" in err
+    assert "ipvlan_flag" in err
 
 
 async def test_docker_own_options_are_accepted(d: Daemon) -> None:
@@ -172,7 +173,8 @@ async def test_parent_down_and_wifi_parents(d: Daemon, links: FakeLinks) -> None
     assert "eth1 is down" in await refused(d.client, parent="eth1")
     links.add_nic("wlan0", wireless=True)
     err = await refused(d.client, parent="wlan0")
-    assert "Wi-Fi" in err and "ipvlan" in err
+    assert "Wi-Fi" in err
+    assert "ipvlan" in err
     await create(d.client, parent="wlan0", type="ipvlan")
 
 
@@ -194,7 +196,8 @@ async def test_explicit_vlan_option_for_long_parent_names(d: Daemon, links: Fake
     links.add_nic("enp0s31f6u1u2")
     await create(d.client, parent="enp0s31f6u1u2", vlan="4000")
     (vlan,) = [link for link in links.links.values() if link.kind == "vlan"]
-    assert vlan.vlan_id == 4000 and vlan.parent_name == "enp0s31f6u1u2"
+    assert vlan.vlan_id == 4000
+    assert vlan.parent_name == "enp0s31f6u1u2"
     assert len(vlan.name) <= 15
 
 
@@ -220,11 +223,13 @@ async def test_kernel_without_8021q_gets_a_clear_error_and_nothing_left(
 async def test_passthru_is_exclusive_both_ways(d: Daemon) -> None:
     await create(d.client, NET, parent="lab0", macvlan_mode="passthru")
     err = await refused(d.client, 500, network_id=NET2, parent="lab0")
-    assert "passthru" in err and NET[:12] in err
+    assert "passthru" in err
+    assert NET[:12] in err
     await d.client.ok("NetworkDriver.DeleteNetwork", {"NetworkID": NET})
     await create(d.client, NET2, parent="lab0")
     err = await refused(d.client, 500, network_id=NET, parent="lab0", macvlan_mode="passthru")
-    assert "passthru" in err and NET2[:12] in err
+    assert "passthru" in err
+    assert NET2[:12] in err
 
 
 async def test_macvlan_and_ipvlan_on_one_parent_are_refused(d: Daemon) -> None:
@@ -267,7 +272,8 @@ async def test_internal_network_has_no_gateway(d: Daemon) -> None:
 async def test_no_parent_means_an_owned_dummy_and_no_gateway(d: Daemon, links: FakeLinks) -> None:
     await create(d.client)
     dummy = links.links[f"dm-{NET[:12]}"]
-    assert dummy.kind == "dummy" and is_owned(dummy.alias)
+    assert dummy.kind == "dummy"
+    assert is_owned(dummy.alias)
     await endpoint(d.client)
     assert (await join(d.client))["Gateway"] == ""
     await d.client.ok("NetworkDriver.DeleteNetwork", {"NetworkID": NET})
@@ -293,7 +299,8 @@ async def test_failed_store_write_leaves_no_link(
 
     monkeypatch.setattr(SqliteDriverStore, "put_network", broken)
     answer = await d.client.call("NetworkDriver.CreateNetwork", create_body(parent="lab0.10"))
-    assert answer.status == 500 and "disk full" in answer.err
+    assert answer.status == 500
+    assert "disk full" in answer.err
     assert set(links.links) == {"lab0"}
 
 
@@ -344,7 +351,8 @@ async def test_host_shim_carries_the_host_address_and_routes_to_containers(
 ) -> None:
     await d.client.ok("NetworkDriver.CreateNetwork", shim_body(NET, "192.0.2.0/24", "192.0.2.2"))
     (shim,) = [name for name in links.links if name.startswith("pmvh-")]
-    assert links.links[shim].kind == "macvlan" and links.links[shim].up
+    assert links.links[shim].kind == "macvlan"
+    assert links.links[shim].up
     assert [str(a) for a in links.addresses[shim]] == ["192.0.2.2/32"]
     await endpoint(d.client, address="192.0.2.10/24")
     await join(d.client)
@@ -365,10 +373,12 @@ async def test_host_shim_carries_the_host_address_and_routes_to_containers(
 async def test_host_shim_is_refused_where_it_could_not_work(d: Daemon) -> None:
     private = shim_body(NET, "192.0.2.0/24", "192.0.2.2", macvlan_mode="private")
     answer = await d.client.call("NetworkDriver.CreateNetwork", private)
-    assert answer.status == 400 and "macvlan_mode bridge or vepa" in answer.err
+    assert answer.status == 400
+    assert "macvlan_mode bridge or vepa" in answer.err
     not_aux = create_body(parent="lab0", host_address="192.0.2.9")
     answer = await d.client.call("NetworkDriver.CreateNetwork", not_aux)
-    assert answer.status == 400 and "must name an --aux-address" in answer.err
+    assert answer.status == 400
+    assert "must name an --aux-address" in answer.err
 
 
 async def test_host_shim_and_routes_come_back_after_a_restart(

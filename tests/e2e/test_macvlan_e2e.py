@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ class Lan:
 
 
 @pytest.fixture
-def lan(netns_lab: NetnsLab) -> Iterator[Lan]:
+def lan(netns_lab: NetnsLab) -> Lan:
     peer = netns_lab.netns("lan")
     parent = netns_lab.veth_to_root(peer, "wire0")
     peer.add_address("wire0", f"{LAN_PEER}/24")

@@ -106,7 +106,7 @@ def test_global_space_is_a_different_table() -> None:
         (
             {"options": {"rnage.hostA": "192.0.2.0/26", "foo": "1"}},
             'unknown --ipam-opt "foo", "rnage.hostA": known options are lan, nodes, '
-            "range.<node>, exclude, quarantine",
+            "range.<node>, exclude, quarantine, block_size, block_size6",
         ),
         (
             {"options": {"lan": "a/b"}},

@@ -1,0 +1,152 @@
+"""This host's own record of the blocks it holds: `cluster.sqlite3` in the state directory.
+
+Rules:
+
+* The blocks a host holds are cached on its disk, so a restart, or a restart while etcd is down,
+  never forgets them: allocation inside them needs no etcd at all.
+* Order of writes, so that a crash at any point is safe: a claim is written to etcd first and to
+  this cache after (a crash in between leaves a block that etcd says is ours and we do not know:
+  the next claim or sweep adopts it); a give-back drops the block from memory, then etcd, then
+  this cache (a crash before the last step leaves a cached block that etcd no longer has: the
+  next sweep claims it again, or finds another host took it and drops it). The reverse orders
+  could leave this host handing out addresses of a block another host owns.
+* The node instance ID, random, is made once here: it is this state directory's identity in the
+  cluster (`ipam.cluster.layout`).
+* Same durability as the IPAM store: WAL journal, `synchronous=FULL`, one transaction per change;
+  `PRAGMA user_version` is the schema version and a newer one is refused, not guessed at.
+* All calls come from one worker thread (the caller guarantees it), so no locking here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from ipam.addresses import Subnet, parse_subnet
+from ipam.cluster.layout import Scope
+from ipam.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA_V1 = """
+CREATE TABLE blocks (
+    address_space TEXT NOT NULL,
+    lan           TEXT NOT NULL,
+    block         TEXT NOT NULL,       -- CIDR
+    pool          TEXT NOT NULL,       -- the subnet it was claimed for
+    claimed_at    REAL NOT NULL,
+    PRIMARY KEY (address_space, lan, block)
+) WITHOUT ROWID;
+
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class CachedBlock:
+    scope: Scope
+    block: Subnet
+    pool: str
+    claimed_at: float
+
+
+class BlockCache:
+    """The cluster block cache on one SQLite file."""
+
+    FILE_NAME = "cluster.sqlite3"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                conn.close()
+                raise StoreError(
+                    f"the cluster state {self.path} has schema version {version}, written by a "
+                    f"newer pymacvlan; this version understands up to {SCHEMA_VERSION}"
+                )
+            if version == 0:
+                conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{_SCHEMA_V1}\nPRAGMA user_version = 1;\nCOMMIT;"
+                )
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open the cluster state {self.path}: {exc}") from exc
+        self._conn = conn
+        return conn
+
+    def open(self) -> tuple[str, list[CachedBlock]]:
+        """The instance ID (made on first use) and every cached block."""
+        conn = self._connect()
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE name = 'instance'").fetchone()
+            if row is None:
+                instance = secrets.token_hex(8)
+                conn.execute("INSERT INTO meta (name, value) VALUES ('instance', ?)", (instance,))
+            else:
+                instance = str(row[0])
+            blocks = []
+            for space, lan, text, pool, claimed_at in conn.execute(
+                "SELECT address_space, lan, block, pool, claimed_at FROM blocks"
+            ):
+                block = parse_subnet(text)
+                blocks.append(
+                    CachedBlock(Scope(space, lan, block.family), block, pool, float(claimed_at))
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the cluster state {self.path}: {exc}") from exc
+        return instance, blocks
+
+    def add(self, blocks: list[CachedBlock]) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO blocks (address_space, lan, block, pool, claimed_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (b.scope.address_space, b.scope.lan, str(b.block), b.pool, b.claimed_at)
+                for b in blocks
+            ],
+        )
+
+    def remove(self, blocks: list[tuple[Scope, Subnet]]) -> None:
+        self._write(
+            "DELETE FROM blocks WHERE address_space = ? AND lan = ? AND block = ?",
+            [(scope.address_space, scope.lan, str(block)) for scope, block in blocks],
+        )
+
+    def _write(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+        if not rows:
+            return
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(sql, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the cluster state {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()

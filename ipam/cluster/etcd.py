@@ -1,0 +1,224 @@
+"""`KeyValue` on a real etcd v3 cluster, through its JSON gateway (`POST /v3/kv/range`, ...).
+
+Why the gateway and aiohttp rather than a client library: the daemon needs five calls (range,
+txn, lease grant/keepalive/revoke); every etcd since 3.4 serves them as JSON at `/v3/`, and aiohttp
+is already a dependency. The asyncio clients on PyPI (aetcd, etcd3aio, ...) speak gRPC, which
+would add grpcio and protobuf wheels to the plugin image for no gain here; the maintained gateway
+client (etcd3gw) is synchronous and would need a thread per call. This is the one module of
+`ipam/` that does network I/O, as `ipam/sqlite_store.py` is the one that does disk I/O; it knows
+etcd's wire format and nothing of Docker's protocol.
+
+Rules:
+
+* **Bounded.** One request to one endpoint may take `timeout` seconds; one call (all attempts
+  together) at most `3 * timeout`. Docker's plugin client gives up on a request after 30 s, and a
+  call that waits long for a dead cluster would hold a `docker run` for nothing.
+* **Failover.** Endpoints are tried in turn, starting with the last one that answered, on
+  connection errors, timeouts and etcd's "unavailable" answers (a member without quorum, a
+  leader election). Two rounds at most, with a short pause between them for an election to end.
+  Anything else etcd refuses is a `ClusterError`, not retried.
+* **Retries are safe because the callers make them so.** A transaction that timed out may still
+  have been applied; every caller compares first and reads back after a failed compare (a claim
+  that finds its own record adopts it, a release that finds the key gone is done).
+* **Never the environment's proxy** (`trust_env=False`): etcd endpoints are direct addresses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+
+from ipam.cluster.kv import Absent, Compare, Entry, Op, Put
+from ipam.errors import ClusterError, ClusterUnavailable
+
+# gRPC status codes that mean "this member cannot answer now, another may" (etcd maps them to
+# HTTP 503/504 on the gateway): DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNAVAILABLE.
+_RETRY_CODES = {4, 8, 14}
+_NOT_FOUND = 5
+_ROUND_PAUSE = 0.1  # seconds between two rounds over the endpoints
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+class EtcdClient:
+    """`KeyValue` over etcd's JSON gateway, with failover across `endpoints`."""
+
+    def __init__(self, endpoints: Sequence[str], timeout: float) -> None:
+        if not endpoints:
+            raise ValueError("at least one etcd endpoint is needed")
+        self.endpoints = tuple(e.rstrip("/") for e in endpoints)
+        self.timeout = timeout
+        self.deadline = 3 * timeout
+        self._preferred = 0
+        self._session: aiohttp.ClientSession | None = None
+
+    def describe(self) -> str:
+        return "endpoints " + ", ".join(self.endpoints)
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running loop (aiohttp binds a session to its loop).
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                trust_env=False,
+                timeout=aiohttp.ClientTimeout(total=None),  # asyncio.timeout bounds each attempt
+                connector=aiohttp.TCPConnector(limit=16, force_close=False),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --------------------------------------------------------------- transport
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST `body` to `/v3/<path>` of the first endpoint that answers; see the rules above."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.deadline
+        session = self._client()
+        failures: dict[str, str] = {}
+        count = len(self.endpoints)
+        for attempt in range(2 * count):
+            if attempt == count:
+                await asyncio.sleep(min(_ROUND_PAUSE, max(0.0, deadline - loop.time())))
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            index = (self._preferred + attempt) % count
+            endpoint = self.endpoints[index]
+            limit = min(self.timeout, remaining)
+            try:
+                async with asyncio.timeout(limit):
+                    async with session.post(f"{endpoint}/v3/{path}", json=body) as response:
+                        status = response.status
+                        raw = await response.read()
+            except TimeoutError:
+                failures[endpoint] = f"no answer within {limit:.1f} s"
+                continue
+            except aiohttp.ClientConnectorError as exc:
+                failures[endpoint] = _connect_error(exc)
+                continue
+            except (aiohttp.ClientError, OSError) as exc:
+                failures[endpoint] = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                continue
+            try:
+                data = json.loads(raw) if raw else {}
+            except ValueError:
+                failures[endpoint] = f"HTTP {status} with a body that is not JSON"
+                continue
+            if not isinstance(data, dict):
+                failures[endpoint] = f"HTTP {status} with an unexpected body"
+                continue
+            if status == 200:
+                self._preferred = index
+                return data
+            code = data.get("code")
+            message = str(data.get("message") or data.get("error") or f"HTTP {status}")
+            if code == _NOT_FOUND and path == "lease/revoke":
+                return {}  # revoking a lease that expired already: the goal is reached
+            if code in _RETRY_CODES or (code is None and status >= 500):
+                failures[endpoint] = message
+                continue
+            raise ClusterError(f"etcd at {endpoint} refused {path}: {message}")
+        reasons = "; ".join(f"{e}: {why}" for e, why in failures.items()) or (
+            f"no answer within {self.deadline:.1f} s"
+        )
+        raise ClusterUnavailable(reasons)
+
+    # -------------------------------------------------------------------- verbs
+
+    async def range(
+        self, key: str, range_end: str = "", *, limit: int = 0, descending: bool = False
+    ) -> list[Entry]:
+        body: dict[str, Any] = {"key": _b64(key)}
+        if range_end:
+            body["range_end"] = _b64(range_end)
+        if limit:
+            body["limit"] = limit
+        if descending:
+            body["sort_order"] = "DESCEND"
+            body["sort_target"] = "KEY"
+        data = await self._post("kv/range", body)
+        return [_entry(kv) for kv in data.get("kvs", ())]
+
+    async def txn(self, compares: Sequence[Compare], success: Sequence[Op]) -> bool:
+        body = {
+            "compare": [_compare(c) for c in compares],
+            "success": [_op(o) for o in success],
+        }
+        data = await self._post("kv/txn", body)
+        # The gateway leaves out fields at their default value: a failed compare has no
+        # "succeeded" at all.
+        return bool(data.get("succeeded", False))
+
+    async def grant(self, ttl: int) -> int:
+        data = await self._post("lease/grant", {"TTL": ttl})
+        if data.get("error"):
+            raise ClusterError(f"etcd refused a lease: {data['error']}")
+        return int(data["ID"])
+
+    async def keepalive(self, lease: int) -> int:
+        data = await self._post("lease/keepalive", {"ID": str(lease)})
+        result = data.get("result", {})
+        return int(result.get("TTL", 0)) if isinstance(result, dict) else 0
+
+    async def revoke(self, lease: int) -> None:
+        await self._post("lease/revoke", {"ID": str(lease)})
+
+
+def _entry(kv: dict[str, Any]) -> Entry:
+    return Entry(
+        key=_unb64(kv["key"]).decode(),
+        value=_unb64(kv.get("value", "")),
+        create_revision=int(kv.get("create_revision", 0)),
+        mod_revision=int(kv.get("mod_revision", 0)),
+        lease=int(kv.get("lease", 0)),
+    )
+
+
+def _compare(compare: Compare) -> dict[str, Any]:
+    if isinstance(compare, Absent):
+        # "version == 0" over a key range holds when no key exists in it (etcd >= 3.3).
+        body: dict[str, Any] = {
+            "key": _b64(compare.key),
+            "target": "VERSION",
+            "result": "EQUAL",
+            "version": "0",
+        }
+        if compare.range_end:
+            body["range_end"] = _b64(compare.range_end)
+        return body
+    return {
+        "key": _b64(compare.key),
+        "target": "MOD",
+        "result": "EQUAL",
+        "mod_revision": str(compare.mod_revision),
+    }
+
+
+def _op(op: Op) -> dict[str, Any]:
+    if isinstance(op, Put):
+        put: dict[str, Any] = {"key": _b64(op.key), "value": base64.b64encode(op.value).decode()}
+        if op.lease:
+            put["lease"] = str(op.lease)
+        return {"request_put": put}
+    return {"request_delete_range": {"key": _b64(op.key)}}
+
+
+def _connect_error(exc: aiohttp.ClientConnectorError) -> str:
+    cause = exc.os_error
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    return cause.strerror or str(cause)
