@@ -93,12 +93,21 @@ class Resting:
 
     released_at: float
     until: float
+    endpoint: str | None = None
 
 
 class Table:
     """The holdings and quarantine of one (address space, LAN, subnet)."""
 
-    __slots__ = ("held", "key", "lease_ids", "quarantine", "subnet", "unavailable")
+    __slots__ = (
+        "held",
+        "key",
+        "lease_ids",
+        "quarantine",
+        "resting_by_endpoint",
+        "subnet",
+        "unavailable",
+    )
 
     def __init__(self, key: str, subnet: Subnet) -> None:
         self.key = key
@@ -109,6 +118,12 @@ class Table:
         self.quarantine: dict[int, Resting] = {}
         self.unavailable = IntervalSet()  # keys of `held` and of `quarantine`
         self.lease_ids: set[str] = set()
+        # endpoint name -> the address it released last, while that address rests.
+        self.resting_by_endpoint: dict[str, int] = {}
+
+    def forget_rest(self, address: int, resting: Resting) -> None:
+        if resting.endpoint and self.resting_by_endpoint.get(resting.endpoint) == address:
+            del self.resting_by_endpoint[resting.endpoint]
 
     def fmt(self, value: int) -> str:
         return format_address(self.subnet.family, value)
@@ -293,7 +308,10 @@ class Allocator:
                 f'pool ID "{lease.pool_id}" cannot hand out addresses on this host: {lease.problem}'
             )
         table = lease.table
-        address = self._next_free(lease)
+        address = self._remembered(lease, request.endpoint)
+        remembered = address is not None
+        if address is None:
+            address = self._next_free(lease)
         if address is None:
             raise NoAvailableAddresses(self._exhausted_message(lease))
         text = table.fmt(address)
@@ -301,9 +319,26 @@ class Allocator:
         change = Change(
             delete_quarantine=((table.key, text),) if address in table.quarantine else (),
             put_allocations=(_record(table, text, holding),),
-            put_cursors=(CursorRecord(lease.pool_id, text),),
+            # A returning container does not move the round-robin position of the others.
+            put_cursors=() if remembered else (CursorRecord(lease.pool_id, text),),
         )
         return change, address
+
+    @staticmethod
+    def _remembered(lease: Lease, endpoint: str | None) -> int | None:
+        """The address a container released moments ago, if it is back and it is still free.
+
+        Docker >= 29 names the endpoint (the container) in its requests. A container restarted
+        by Docker (``--restart``, a dockerd restart) releases its address and asks for one again:
+        it gets the same one back while that address rests in quarantine, so its neighbours on
+        the LAN, DNS records and firewall rules keep pointing at it."""
+        if endpoint is None:
+            return None
+        table = lease.table
+        address = table.resting_by_endpoint.get(endpoint)
+        if address is None or address in table.held or address not in lease.auto:
+            return None
+        return address
 
     def _plan_specific(
         self, lease: Lease, request: AddressRequest, value: int, now: float
@@ -361,14 +396,16 @@ class Allocator:
             return Change(
                 put_allocations=(_record(table, text, replace(mine, refcount=mine.refcount - 1)),)
             )
-        rests = self._rest(lease, text, now) if len(holders) == 1 else ()
+        rests = self._rest(lease, text, now, mine.endpoint) if len(holders) == 1 else ()
         return Change(delete_allocations=((pool_id, text),), put_quarantine=rests)
 
-    def _rest(self, lease: Lease, text: str, now: float) -> tuple[QuarantineRecord, ...]:
+    def _rest(
+        self, lease: Lease, text: str, now: float, endpoint: str | None = None
+    ) -> tuple[QuarantineRecord, ...]:
         seconds = lease.quarantine_seconds
         if seconds <= 0:
             return ()
-        return (QuarantineRecord(lease.table.key, text, now, now + seconds),)
+        return (QuarantineRecord(lease.table.key, text, now, now + seconds, endpoint),)
 
     # ------------------------------------------------------------- the search
 
@@ -428,6 +465,7 @@ class Allocator:
             if resting is None or resting.until != until:
                 continue  # stale heap entry: re-quarantined or taken meanwhile
             del table.quarantine[address]
+            table.forget_rest(address, resting)
             if address not in table.held:
                 table.unavailable.discard(address)
             expired.append((key, table.fmt(address)))
@@ -471,8 +509,10 @@ class Allocator:
                 continue
             address = address_to_int(resting_table.subnet.family, text)
             popped = resting_table.quarantine.pop(address, None)
-            if popped is not None and address not in resting_table.held:
-                resting_table.unavailable.discard(address)
+            if popped is not None:
+                resting_table.forget_rest(address, popped)
+                if address not in resting_table.held:
+                    resting_table.unavailable.discard(address)
             self._collect(resting_table)
 
         # The hot loop of start-up (one pass per stored allocation): no helper calls, no Enum
@@ -510,8 +550,14 @@ class Allocator:
         for resting in change.put_quarantine:
             table = self._table_for_key(resting.table_key)
             address = address_to_int(table.subnet.family, resting.address)
-            table.quarantine.pop(address, None)  # re-insert at the end: release order
-            table.quarantine[address] = Resting(resting.released_at, resting.until)
+            previous = table.quarantine.pop(address, None)  # re-insert at the end: release order
+            if previous is not None:
+                table.forget_rest(address, previous)
+            table.quarantine[address] = Resting(
+                resting.released_at, resting.until, resting.endpoint
+            )
+            if resting.endpoint:
+                table.resting_by_endpoint[resting.endpoint] = address
             heapq.heappush(self._expiry, (resting.until, table.key, address))
             added.setdefault(table.key, []).append(address)
 

@@ -19,7 +19,7 @@ class Kind(StrEnum):
     """Why an address is held. Decides whether a second holder may share it."""
 
     GATEWAY = "gateway"  # RequestAddressType=com.docker.network.gateway
-    RESERVED = "reserved"  # specific, no endpoint name: --aux-address (--ip too on Docker < 26)
+    RESERVED = "reserved"  # specific, no endpoint name: --aux-address (--ip too on Docker < 29)
     STATIC = "static"  # a specific address for a named endpoint: --ip / --ip6
     DYNAMIC = "dynamic"  # chosen by the allocator
 
@@ -62,6 +62,8 @@ class QuarantineRecord(NamedTuple):
     address: str
     released_at: float
     until: float
+    # The endpoint (container) name that last held it, when Docker sent one (Docker >= 29).
+    endpoint: str | None = None
 
 
 class CursorRecord(NamedTuple):

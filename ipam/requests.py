@@ -4,10 +4,10 @@ Rule: the kind is read from what Docker sends, nothing else:
 
 * `Options["RequestAddressType"] == "com.docker.network.gateway"` -> gateway (with or without a
   specific address);
-* a specific address with `Options["com.docker.network.endpoint.name"]` (Docker >= 26 names every
+* a specific address with `Options["com.docker.network.endpoint.name"]` (Docker >= 29 names every
   endpoint) -> static (`--ip`);
 * a specific address without an endpoint name -> reserved: `--aux-address`, and also `--ip` on
-  Docker 20.10, which sends no options at all, so the two cannot be told apart there;
+  Docker < 29, which sends no endpoint name, so the two cannot be told apart there;
 * no address -> dynamic.
 
 Other options (the MAC address, swarm's `com.docker.network.ipam.serial`) never change the kind.

@@ -31,7 +31,7 @@ from ipam.records import (
     Snapshot,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 _SCHEMA_V1 = """
@@ -74,7 +74,11 @@ CREATE TABLE cursors (
 
 # _MIGRATIONS[n] is the SQL that turns schema version n into n + 1. The runner wraps it, together
 # with the new user_version, in one transaction, so a crash mid-migration leaves version n intact.
-_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
+_MIGRATIONS: dict[int, str] = {
+    0: _SCHEMA_V1,
+    # v2: remember which endpoint released a resting address, to give it back on its return.
+    1: "ALTER TABLE quarantine ADD COLUMN endpoint TEXT;",
+}
 
 
 class SqliteStore:
@@ -169,7 +173,7 @@ class SqliteStore:
                 quarantine = tuple(
                     QuarantineRecord(*row)
                     for row in conn.execute(
-                        "SELECT table_key, address, released_at, until FROM quarantine"
+                        "SELECT table_key, address, released_at, until, endpoint FROM quarantine"
                         " ORDER BY released_at"
                     )
                 )
@@ -248,9 +252,12 @@ class SqliteStore:
             )
         if change.put_quarantine:
             conn.executemany(
-                "INSERT OR REPLACE INTO quarantine (table_key, address, released_at, until)"
-                " VALUES (?, ?, ?, ?)",
-                [(q.table_key, q.address, q.released_at, q.until) for q in change.put_quarantine],
+                "INSERT OR REPLACE INTO quarantine (table_key, address, released_at, until,"
+                " endpoint) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (q.table_key, q.address, q.released_at, q.until, q.endpoint)
+                    for q in change.put_quarantine
+                ],
             )
         if change.put_cursors:
             conn.executemany(

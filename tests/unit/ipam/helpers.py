@@ -20,7 +20,7 @@ ServiceFactory = Callable[..., Awaitable[IpamService]]
 
 
 def endpoint(name: str) -> dict[str, str]:
-    """The options Docker >= 26 sends with an endpoint's RequestAddress."""
+    """The options Docker >= 29 sends with an endpoint's RequestAddress."""
     return {"com.docker.network.endpoint.name": name}
 
 

@@ -104,7 +104,9 @@ class AllocatorModel(RuleBasedStateMachine):
             with pytest.raises(NoAvailableAddresses, match=r"^no available addresses on this pool"):
                 self.d.take(lease)
             return
-        got = self.d.take(lease, options=endpoint("c"))
+        # A new container each time: a returning one would get its resting address back.
+        self.containers = getattr(self, "containers", 0) + 1
+        got = self.d.take(lease, options=endpoint(f"c{self.containers}"))
         assert got == expected
         self.held[got] = {lease: (Kind.DYNAMIC, 1)}
         self.resting.pop(got, None)

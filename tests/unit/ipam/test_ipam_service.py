@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -430,4 +431,32 @@ async def test_a_cancelled_load_does_not_leave_an_empty_state_in_service(clock: 
         await loading
     with pytest.raises(StoreError, match="could not be loaded: loading stopped"):
         await pool(service)
+    await service.close()
+
+
+async def test_a_returning_container_gets_its_address_back_while_it_rests(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """Docker >= 29 names the endpoint: a restarted container keeps its address."""
+    service = IpamService.open_sqlite(tmp_path, make_settings(), clock)
+    await service.load()
+    pool_id = await pool(service)
+    web = await addr(service, pool_id, "", endpoint("web"))
+    db = await addr(service, pool_id, "", endpoint("db"))
+    for address in (web, db):
+        await service.release_address(pool_id=pool_id, address=address.split("/")[0])
+        clock.advance(1)
+    # A stranger gets a fresh address, not one of the resting ones...
+    stranger = await addr(service, pool_id, "", endpoint("other"))
+    assert stranger not in (web, db)
+    # ...and each returning container its own, also across a restart of the plugin.
+    await service.close()
+    service = IpamService.open_sqlite(tmp_path, make_settings(), clock)
+    await service.load()
+    assert await addr(service, pool_id, "", endpoint("db")) == db
+    assert await addr(service, pool_id, "", endpoint("web")) == web
+    # Once the quarantine is over, the memory is gone with it.
+    await service.release_address(pool_id=pool_id, address=web.split("/")[0])
+    clock.advance(301)
+    assert await addr(service, pool_id, "", endpoint("web")) != web
     await service.close()

@@ -15,9 +15,9 @@ import pytest
 
 from ipam.errors import AddressInUse, StoreError
 from ipam.intervals import IntervalSet
-from ipam.records import AllocationRecord, Change, Kind, LeaseRecord
+from ipam.records import AllocationRecord, Change, Kind, LeaseRecord, QuarantineRecord
 from ipam.service import IpamService
-from ipam.sqlite_store import SCHEMA_VERSION, SqliteStore
+from ipam.sqlite_store import _MIGRATIONS, SCHEMA_VERSION, SqliteStore
 from tests.unit.ipam.helpers import GATEWAY, Clock, endpoint, make_settings
 
 REPO = Path(__file__).resolve().parents[3]
@@ -105,8 +105,22 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "ipam.sqlite3"
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(StoreError, match=r"has schema version 2, written by a newer pymacvlan"):
+    newer = SCHEMA_VERSION + 1
+    with pytest.raises(StoreError, match=rf"has schema version {newer}, written by a newer "):
         SqliteStore(path).load()
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_quarantine(tmp_path: Path) -> None:
+    """A state written by the first release (schema 1) opens, with everything still in it."""
+    path = tmp_path / "ipam.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(_MIGRATIONS[0])
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute("INSERT INTO quarantine VALUES ('t', '192.0.2.7', 1.0, 2.0)")
+    snapshot = SqliteStore(path).load()
+    assert snapshot.quarantine == (QuarantineRecord("t", "192.0.2.7", 1.0, 2.0, None),)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_a_failed_commit_leaves_the_database_as_it_was(tmp_path: Path) -> None:
