@@ -38,6 +38,9 @@ OPT_IPVLAN_MODE = "ipvlan_mode"  # l2 (default) | l3 | l3s
 OPT_IPVLAN_FLAG = "ipvlan_flag"  # bridge (default) | private | vepa
 OPT_MTU = "com.docker.network.driver.mtu"  # default: the parent's MTU
 OPT_HOST_ADDRESS = "host_address"  # aux-address name (or address) the host's shim link carries
+# host_address=@node: the aux address named after this host's node name, so that one
+# `docker network create` command serves every host.
+HOST_ADDRESS_NODE = "@node"
 
 KNOWN_OPTIONS = (
     OPT_PARENT,
@@ -129,8 +132,11 @@ def parse_network(
     options: Mapping[str, Any],
     ipv4: Sequence[PoolData] = (),
     ipv6: Sequence[PoolData] = (),
+    node_name: str = "",
 ) -> NetworkConfig:
-    """CreateNetwork's options and IPAM data → a validated NetworkConfig, or InvalidOption."""
+    """CreateNetwork's options and IPAM data → a validated NetworkConfig, or InvalidOption.
+
+    ``node_name`` is this host's name in address plans: ``host_address=@node`` stands for it."""
     generic = options.get(LABEL_GENERIC) or {}
     if not isinstance(generic, Mapping):
         raise InvalidOption(f"driver options ({LABEL_GENERIC}) must be a map of strings")
@@ -163,7 +169,7 @@ def parse_network(
         ipvlan_flag=_choice(opts, OPT_IPVLAN_FLAG, IPVLAN_FLAGS),
         mtu=_mtu(opts.get(OPT_MTU, "")),
         internal=internal,
-        host_address=opts.get(OPT_HOST_ADDRESS, ""),
+        host_address=_host_address(opts.get(OPT_HOST_ADDRESS, ""), node_name),
         ipv4=subnets4,
         ipv6=subnets6,
     )
@@ -280,6 +286,16 @@ def _subnet(data: PoolData, family: int) -> Subnet:
     if pool.version != family:
         raise InvalidOption(f"pool {pool} is not an IPv{family} pool")
     return Subnet(pool=pool, gateway=gateway, aux_addresses=aux)
+
+
+def _host_address(value: str, node_name: str) -> str:
+    if value != HOST_ADDRESS_NODE:
+        return value
+    if not node_name:
+        raise InvalidOption(
+            "host_address=@node needs this plugin's node name (PYMACVLAN_NODE_NAME)"
+        )
+    return node_name
 
 
 def _check_host_address(config: NetworkConfig) -> None:

@@ -19,6 +19,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class DriverSettings:
+    # This host's name in address plans; host_address=@node names its aux address.
+    node_name: str = ""
     # Gratuitous ARP / unsolicited NA sent for a new endpoint (0: none), and their spacing.
     announce_count: int = 3
     announce_interval: float = 1.0

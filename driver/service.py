@@ -96,7 +96,7 @@ class NetworkDriver:
         ipv4: Sequence[PoolData],
         ipv6: Sequence[PoolData],
     ) -> None:
-        config = parse_network(network_id, options, ipv4, ipv6)
+        config = parse_network(network_id, options, ipv4, ipv6, self._ctx.settings.node_name)
         await self._serialized(lambda: network.create_network(self._ctx, config))
 
     async def delete_network(self, network_id: str) -> None:

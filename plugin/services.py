@@ -95,7 +95,9 @@ async def open_services(settings: Settings, links: Links | None = None) -> Async
         links,
         settings.state_dir,
         DriverSettings(
-            announce_count=settings.announce_count, announce_interval=settings.announce_interval
+            node_name=settings.node_name,
+            announce_count=settings.announce_count,
+            announce_interval=settings.announce_interval,
         ),
     )
     services = Services(ipam=ipam, driver=driver)

@@ -397,3 +397,16 @@ async def test_host_shim_and_routes_come_back_after_a_restart(
     assert shim in links.links
     assert [str(a) for a in links.addresses[shim]] == ["192.0.2.2/32"]
     assert ("192.0.2.10/32", shim) in links.routes
+
+
+async def test_host_address_at_node_picks_this_hosts_aux_address(
+    d: Daemon, links: FakeLinks
+) -> None:
+    # One command for every host: each host's shim takes the aux address named after it.
+    aux = {"node1": "192.0.2.3/24", "node2": "192.0.2.4/24"}
+    body = create_body(
+        ipv4=[{"Pool": "192.0.2.0/24", "AuxAddresses": aux}], parent="lab0", host_address="@node"
+    )
+    await d.client.ok("NetworkDriver.CreateNetwork", body)
+    (shim,) = [name for name in links.links if name.startswith("pmvh-")]
+    assert [str(a) for a in links.addresses[shim]] == ["192.0.2.3/32"]
