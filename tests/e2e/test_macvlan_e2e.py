@@ -302,3 +302,38 @@ def test_network_survives_dockerd_and_plugin_restarts(
     assert pings(p, "fresh", "pinned")
     fresh_ip = ipaddress.ip_address(p.ip_of("fresh", "keep"))
     assert fresh_ip != ipaddress.ip_address("192.0.2.30")
+
+
+def test_host_shim_host_and_container_reach_each_other(
+    unmanaged_plugin: Plugin, busybox_image: str, lan: Lan
+) -> None:
+    p = unmanaged_plugin
+    links_before = set(root_link_names())
+    net(
+        p,
+        "shimmed",
+        "--subnet",
+        "192.0.2.0/24",
+        "--gateway",
+        "192.0.2.254",
+        "--aux-address",
+        "node1=192.0.2.3",
+        "-o",
+        "host_address=@node",
+        "-o",
+        f"parent={lan.parent}",
+    )
+    run(p, busybox_image, "c1", "shimmed", "--ip", "192.0.2.70")
+    host_ping = subprocess.run(
+        ["ping", "-c", "1", "-W", "2", "192.0.2.70"], capture_output=True, check=False
+    )
+    assert host_ping.returncode == 0, host_ping.stdout
+    assert pings(p, "c1", "192.0.2.3")
+    assert pings(p, "c1", LAN_PEER)
+    p.docker("rm", "-f", "c1")
+    p.docker("network", "rm", "shimmed")
+    assert set(root_link_names()) == links_before
+    assert (
+        "192.0.2.70"
+        not in subprocess.run(["ip", "route"], capture_output=True, text=True, check=True).stdout
+    )
