@@ -13,13 +13,13 @@ Layer-3 ipvlan has no MAC of its own on the LAN and is not announced.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import socket
 import struct
 from collections.abc import Iterable
 
 from driver.errors import LinkError
+from driver.logs import log
 
 ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
@@ -99,5 +99,9 @@ async def announce(
     Docker needs that moment to move the link into the container and configure it."""
     for _ in range(count):
         await asyncio.sleep(interval)
-        with contextlib.suppress(LinkError):  # the parent may be gone: nothing to announce on
+        try:
             send_frames(parent, payloads)
+        except LinkError as exc:
+            # Best effort: the LAN learns the address anyway on the container's first packet.
+            log.warning("could not announce addresses", parent=parent, error=str(exc))
+            return
