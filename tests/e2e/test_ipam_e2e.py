@@ -1,6 +1,8 @@
 """pymacvlan as the --ipam-driver of an ordinary bridge network, with a real dockerd.
 
-The bridge is internal and does not masquerade: containers talk only to each other.
+The bridge is internal and does not masquerade: containers talk only to each other. The bridge
+lives in the root namespace, whose uplink sits in 192.0.2.0/24: these networks use the other
+documentation ranges.
 """
 
 from __future__ import annotations
@@ -31,31 +33,33 @@ def test_addresses_ranges_aux_and_errors_as_the_user_sees_them(
         p,
         "ipamnet",
         "--subnet",
-        "192.0.2.0/24",
+        "198.51.100.0/24",
         "--ip-range",
-        "192.0.2.128/30",
+        "198.51.100.128/30",
         "--gateway",
-        "192.0.2.1",
+        "198.51.100.1",
         "--aux-address",
-        "router2=192.0.2.2",
+        "router2=198.51.100.2",
     )
     run(p, busybox_image, "auto1", "ipamnet")
-    run(p, busybox_image, "fixed", "ipamnet", "--ip", "192.0.2.50")
+    run(p, busybox_image, "fixed", "ipamnet", "--ip", "198.51.100.50")
     auto_ip = p.ip_of("auto1", "ipamnet")
-    assert ipaddress.ip_address(auto_ip) in ipaddress.ip_network("192.0.2.128/30")
-    assert p.ip_of("fixed", "ipamnet") == "192.0.2.50"
-    p.docker("exec", "auto1", "ping", "-c", "1", "-W", "2", "192.0.2.50")
+    assert ipaddress.ip_address(auto_ip) in ipaddress.ip_network("198.51.100.128/30")
+    assert p.ip_of("fixed", "ipamnet") == "198.51.100.50"
+    p.docker("exec", "auto1", "ping", "-c", "1", "-W", "2", "198.51.100.50")
 
     # The aux address is reserved: no container gets it, even when asked for it.
-    err = p.fails("run", "--rm", "--network", "ipamnet", "--ip", "192.0.2.2", busybox_image, "true")
-    assert "Address already in use: 192.0.2.2" in err
+    err = p.fails(
+        "run", "--rm", "--network", "ipamnet", "--ip", "198.51.100.2", busybox_image, "true"
+    )
+    assert "Address already in use: 198.51.100.2" in err
 
     # Exhaust the ip-range (four addresses), then read the error a user gets.
     for n in range(2, 5):
         run(p, busybox_image, f"auto{n}", "ipamnet")
     err = p.fails("run", "--rm", "--network", "ipamnet", busybox_image, "true")
     assert "no available addresses on this pool" in err
-    assert "192.0.2.0/24" in err
+    assert "198.51.100.0/24" in err
 
 
 @pytest.mark.e2e

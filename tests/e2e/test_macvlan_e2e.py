@@ -309,31 +309,33 @@ def test_host_shim_host_and_container_reach_each_other(
 ) -> None:
     p = unmanaged_plugin
     links_before = set(root_link_names())
+    # The shim lives in the root namespace, whose uplink is in 203.0.113.0/24: use another range.
+    lan.peer.add_address("wire0", "203.0.113.254/24")
     net(
         p,
         "shimmed",
         "--subnet",
-        "192.0.2.0/24",
+        "203.0.113.0/24",
         "--gateway",
-        "192.0.2.254",
+        "203.0.113.254",
         "--aux-address",
-        "node1=192.0.2.3",
+        "node1=203.0.113.3",
         "-o",
         "host_address=@node",
         "-o",
         f"parent={lan.parent}",
     )
-    run(p, busybox_image, "c1", "shimmed", "--ip", "192.0.2.70")
+    run(p, busybox_image, "c1", "shimmed", "--ip", "203.0.113.70")
     host_ping = subprocess.run(
-        ["ping", "-c", "1", "-W", "2", "192.0.2.70"], capture_output=True, check=False
+        ["ping", "-c", "1", "-W", "2", "203.0.113.70"], capture_output=True, check=False
     )
     assert host_ping.returncode == 0, host_ping.stdout
-    assert pings(p, "c1", "192.0.2.3")
-    assert pings(p, "c1", LAN_PEER)
+    assert pings(p, "c1", "203.0.113.3")
+    assert pings(p, "c1", "203.0.113.254")
     p.docker("rm", "-f", "c1")
     p.docker("network", "rm", "shimmed")
     assert set(root_link_names()) == links_before
     assert (
-        "192.0.2.70"
+        "203.0.113.70"
         not in subprocess.run(["ip", "route"], capture_output=True, text=True, check=True).stdout
     )
