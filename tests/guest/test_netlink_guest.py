@@ -1,0 +1,377 @@
+"""The link layer's VLAN, ipvlan and dummy verbs, on Debian's full kernel in a virtme-ng guest.
+
+Runs only inside the guest (``PYMACVLAN_IN_GUEST=1``); the host kernel has none of these kinds. By
+hand:
+
+    PATH=$PWD/.venv/bin:$PATH vng -r /boot/vmlinuz-*-amd64 --disable-kvm --memory 2G \\
+        --rwdir "$PWD" -- "cd $PWD && PYMACVLAN_IN_GUEST=1 .venv/bin/python -m pytest \\
+        tests/guest/test_netlink_guest.py -q"
+
+Topology of the ``lab`` fixture, all in namespaces the test creates:
+
+    ns "host":  lab0 (veth, the "physical" parent) ── ns "lan": lan0 (its peer: the LAN)
+
+Further namespaces play containers. Deleting the namespaces removes everything made inside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from driver.errors import InvalidOption, LinkExists, ParentBusy
+from driver.linkinfo import IpvlanFlag, IpvlanMode, LinkInfo
+from driver.netlink import LinkLayer
+from tests.harness.prereq import in_guest, kernel_supports, require
+
+pytestmark = [
+    pytest.mark.guest,
+    pytest.mark.skipif(not in_guest(), reason="runs inside the virtme-ng guest (tests/guest)"),
+]
+
+# -- local namespace helpers (to be replaced by tests/harness's netns fixtures) -------------------
+
+
+def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, check=check, capture_output=True, text=True)
+
+
+def ip_link_json(ns: str, name: str) -> dict[str, Any]:
+    """The kernel's view as iproute2 prints it: an independent read-back."""
+    result: dict[str, Any] = json.loads(
+        sh("ip", "-n", ns, "-j", "-d", "link", "show", name).stdout
+    )[0]
+    return result
+
+
+def link_names(ns: str) -> set[str]:
+    return {link["ifname"] for link in json.loads(sh("ip", "-n", ns, "-j", "link").stdout)}
+
+
+async def read(links: LinkLayer, name: str) -> LinkInfo:
+    link = await links.get_link(name)
+    assert link is not None, f"link {name} is missing"
+    return link
+
+
+@dataclass
+class Lab:
+    tag: str
+    namespaces: list[str] = field(default_factory=list)
+
+    def namespace(self, role: str) -> str:
+        name = f"pmv-{os.getpid()}-{self.tag}-{role}"
+        sh("ip", "netns", "add", name)
+        self.namespaces.append(name)
+        sh("ip", "-n", name, "link", "set", "lo", "up")
+        return name
+
+    def delete_all(self) -> None:
+        for name in reversed(self.namespaces):
+            sh("ip", "netns", "del", name, check=False)
+        self.namespaces.clear()
+
+    @property
+    def host(self) -> str:
+        return self.namespaces[0]
+
+    @property
+    def lan(self) -> str:
+        return self.namespaces[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kernel_modules() -> None:
+    # The guest's kernel loads these on demand too; loading them first keeps the first test fast
+    # and turns a missing module into a clear skip instead of a failed assertion.
+    for module in ("8021q", "ipvlan", "dummy", "macvlan"):
+        sh("modprobe", module, check=False)
+    for kind in ("vlan", "ipvlan", "dummy", "macvlan"):
+        require(kernel_supports(kind), f"the guest kernel has no {kind}")
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    lab = Lab(tag=uuid.uuid4().hex[:6])
+    try:
+        host, lan = lab.namespace("host"), lab.namespace("lan")
+        sh("ip", "-n", host, "link", "add", "lab0", "type", "veth", "peer", "name", "lan0")
+        sh("ip", "-n", host, "link", "set", "lan0", "netns", lan)
+        sh("ip", "-n", host, "link", "set", "lab0", "up")
+        sh("ip", "-n", lan, "link", "set", "lan0", "up")
+        yield lab
+    finally:
+        lab.delete_all()
+
+
+@pytest.fixture
+async def links(lab: Lab) -> AsyncIterator[LinkLayer]:
+    async with await LinkLayer.open(netns=lab.host) as layer:
+        yield layer
+
+
+def move_to_container(lab: Lab, link: str, address: str) -> str:
+    ns = lab.namespace(f"c{len(lab.namespaces)}")
+    sh("ip", "-n", lab.host, "link", "set", link, "netns", ns)
+    sh("ip", "-n", ns, "addr", "add", address, "dev", link)
+    sh("ip", "-n", ns, "link", "set", link, "up")
+    return ns
+
+
+def pings(ns: str, address: str) -> bool:
+    ping = ("ip", "netns", "exec", ns, "ping", "-c", "2", "-i", "0.2", "-W", "1", address)
+    return sh(*ping, check=False).returncode == 0
+
+
+# -- 802.1q ---------------------------------------------------------------------------------------
+
+
+async def test_vlan_link_is_created_and_read_back(lab: Lab, links: LinkLayer) -> None:
+    made = await links.create_vlan("lab0.10", "lab0", 10, alias="pymacvlan:vlan:net1")
+
+    assert (made.kind, made.vlan_id, made.parent_name) == ("vlan", 10, "lab0")
+    assert made.alias == "pymacvlan:vlan:net1"
+    assert made.mtu == 1500
+    assert not made.up
+    kernel = ip_link_json(lab.host, "lab0.10")
+    assert kernel["linkinfo"]["info_kind"] == "vlan"
+    assert kernel["linkinfo"]["info_data"]["id"] == 10
+    assert kernel["linkinfo"]["info_data"]["protocol"] == "802.1Q"
+    assert (kernel["link"], kernel["ifalias"]) == ("lab0", "pymacvlan:vlan:net1")
+
+    await links.set_up("lab0.10")
+    assert (await read(links, "lab0.10")).up
+    assert await links.delete_link("lab0.10") is True
+    assert await links.delete_link("lab0.10") is False
+
+
+@pytest.mark.parametrize("vlan_id", [0, 4095])
+async def test_reserved_vlan_ids_are_refused_up_front(
+    lab: Lab, links: LinkLayer, vlan_id: int
+) -> None:
+    # The kernel itself accepts VLAN 0 (priority tagging); 802.1Q reserves it for that.
+    with pytest.raises(InvalidOption, match=f"VLAN id {vlan_id} is out of range") as info:
+        await links.create_vlan("lab0.x", "lab0", vlan_id)
+    assert info.value.caller_fault
+    assert link_names(lab.host) == {"lo", "lab0"}
+
+
+async def test_a_second_link_for_one_vlan_id_is_named(lab: Lab, links: LinkLayer) -> None:
+    await links.create_vlan("lab0.10", "lab0", 10)
+    with pytest.raises(
+        LinkExists, match=re.escape("parent lab0 already has VLAN 10 as link lab0.10")
+    ):
+        await links.create_vlan("v10-other", "lab0", 10)
+
+
+async def test_a_vlan_in_a_container_is_still_reported(lab: Lab, links: LinkLayer) -> None:
+    """Moved away, the first VLAN 10 link is invisible here; the kernel's EEXIST is worded."""
+    await links.create_vlan("lab0.10", "lab0", 10)
+    move_to_container(lab, "lab0.10", "192.0.2.20/24")
+    with pytest.raises(
+        LinkExists, match=re.escape("parent lab0 already has a link for VLAN 10")
+    ) as info:
+        await links.create_vlan("v10-other", "lab0", 10)
+    assert info.value.kernel_message is not None
+    assert "VLAN device already exists" in info.value.kernel_message
+
+
+async def test_vlan_traffic_is_tagged_on_the_parent(lab: Lab, links: LinkLayer) -> None:
+    """A macvlan on lab0.10 reaches the LAN's VLAN 10; one on untagged lab0 does not."""
+    sh(
+        "ip",
+        "-n",
+        lab.lan,
+        "link",
+        "add",
+        "link",
+        "lan0",
+        "name",
+        "lan0.10",
+        "type",
+        "vlan",
+        "id",
+        "10",
+    )
+    sh("ip", "-n", lab.lan, "addr", "add", "192.0.2.1/24", "dev", "lan0.10")
+    sh("ip", "-n", lab.lan, "link", "set", "lan0.10", "up")
+    await links.create_vlan("lab0.10", "lab0", 10)
+    await links.set_up("lab0.10")
+    await links.create_macvlan("ep1", "lab0.10")
+    await links.create_macvlan("ep2", "lab0")
+
+    tagged = move_to_container(lab, "ep1", "192.0.2.11/24")
+    untagged = move_to_container(lab, "ep2", "192.0.2.12/24")
+
+    assert pings(tagged, "192.0.2.1")
+    assert not pings(untagged, "192.0.2.1")
+
+
+# -- ipvlan ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["bridge", "private", "vepa"])
+@pytest.mark.parametrize("mode", ["l2", "l3", "l3s"])
+async def test_ipvlan_mode_and_flag_reach_the_kernel(
+    lab: Lab, links: LinkLayer, mode: IpvlanMode, flag: IpvlanFlag
+) -> None:
+    made = await links.create_ipvlan("iv0", "lab0", mode, flag, alias="pymacvlan:net2")
+
+    assert (made.kind, made.ipvlan_mode, made.ipvlan_flag) == ("ipvlan", mode, flag)
+    assert (made.parent_name, made.alias) == ("lab0", "pymacvlan:net2")
+    assert made.mac == (await read(links, "lab0")).mac  # ipvlan links share the parent's MAC
+    info_data = ip_link_json(lab.host, "iv0")["linkinfo"]["info_data"]
+    assert info_data["mode"] == mode
+    # iproute2 prints the flag as a boolean key, "bridge" being the absence of both.
+    assert bool(info_data.get("private")) == (flag == "private")
+    assert bool(info_data.get("vepa")) == (flag == "vepa")
+
+
+async def test_ipvlan_keeps_one_mode_per_parent(lab: Lab, links: LinkLayer) -> None:
+    """Kernel behaviour: a new ipvlan link in another mode switches its siblings; we refuse it."""
+    sh(
+        "ip",
+        "-n",
+        lab.host,
+        "link",
+        "add",
+        "link",
+        "lab0",
+        "iv0",
+        "type",
+        "ipvlan",
+        "mode",
+        "l2",
+        "private",
+    )
+    sh(
+        "ip",
+        "-n",
+        lab.host,
+        "link",
+        "add",
+        "link",
+        "lab0",
+        "iv1",
+        "type",
+        "ipvlan",
+        "mode",
+        "l3",
+        "bridge",
+    )
+    assert ip_link_json(lab.host, "iv0")["linkinfo"]["info_data"]["mode"] == "l3"
+    assert not ip_link_json(lab.host, "iv0")["linkinfo"]["info_data"].get("private")
+    sh("ip", "-n", lab.host, "link", "del", "iv1")
+
+    with pytest.raises(
+        ParentBusy,
+        match=re.escape(
+            "parent lab0 already has ipvlan links in another mode: iv0 (l3 bridge); the kernel "
+            "keeps one ipvlan mode and flag per parent and would silently switch them to l2 vepa"
+        ),
+    ):
+        await links.create_ipvlan("iv2", "lab0", "l2", "vepa")
+    await links.create_ipvlan("iv2", "lab0", "l3", "bridge")  # the same mode is fine
+
+
+@pytest.mark.parametrize(("flag", "reachable"), [("bridge", True), ("private", False)])
+async def test_ipvlan_l2_endpoints_and_the_flag(
+    lab: Lab, links: LinkLayer, flag: IpvlanFlag, reachable: bool
+) -> None:
+    for name in ("ep1", "ep2"):
+        await links.create_ipvlan(name, "lab0", "l2", flag)
+    c1 = move_to_container(lab, "ep1", "192.0.2.11/24")
+    move_to_container(lab, "ep2", "192.0.2.12/24")
+    assert pings(c1, "192.0.2.12") is reachable
+
+
+async def test_ipvlan_mtu_above_the_parent_is_refused(lab: Lab, links: LinkLayer) -> None:
+    # The 6.1 kernel would accept it (its frames would then be dropped by the parent).
+    with pytest.raises(
+        InvalidOption, match=re.escape("larger than the MTU of its parent lab0 (1500)")
+    ):
+        await links.create_ipvlan("iv0", "lab0", mtu=9000)
+
+
+# -- macvlan and ipvlan on one parent -------------------------------------------------------------
+
+
+async def test_ipvlan_next_to_macvlan_is_refused_with_the_links_named(
+    lab: Lab, links: LinkLayer
+) -> None:
+    await links.create_macvlan("mv0", "lab0")
+    with pytest.raises(
+        ParentBusy,
+        match=re.escape(
+            "parent lab0 already has macvlan links (mv0); the kernel does not allow macvlan and "
+            "ipvlan on one parent"
+        ),
+    ):
+        await links.create_ipvlan("iv0", "lab0")
+
+
+async def test_macvlan_next_to_ipvlan_is_refused_with_the_links_named(
+    lab: Lab, links: LinkLayer
+) -> None:
+    await links.create_ipvlan("iv0", "lab0")
+    with pytest.raises(
+        ParentBusy,
+        match=re.escape(
+            "parent lab0 already has ipvlan links (iv0); the kernel does not allow macvlan and "
+            "ipvlan on one parent"
+        ),
+    ):
+        await links.create_macvlan("mv0", "lab0")
+
+
+async def test_a_conflict_inside_a_container_is_still_worded(lab: Lab, links: LinkLayer) -> None:
+    """Moved into a container, the macvlan is invisible here: the kernel's EBUSY is translated."""
+    await links.create_macvlan("mv0", "lab0")
+    move_to_container(lab, "mv0", "192.0.2.11/24")
+    with pytest.raises(
+        ParentBusy,
+        match="parent lab0 is already in use by macvlan links \\(perhaps inside containers\\)",
+    ) as info:
+        await links.create_ipvlan("iv0", "lab0")
+    assert info.value.errno == 16  # EBUSY
+    assert link_names(lab.host) == {"lo", "lab0"}
+
+
+# -- dummy ----------------------------------------------------------------------------------------
+
+
+async def test_dummy_link_is_created_and_read_back(lab: Lab, links: LinkLayer) -> None:
+    made = await links.create_dummy("dm-0123456789a", alias="pymacvlan:dummy:net3")
+    assert (made.kind, made.alias, made.parent_index) == ("dummy", "pymacvlan:dummy:net3", None)
+    assert ip_link_json(lab.host, "dm-0123456789a")["linkinfo"]["info_kind"] == "dummy"
+
+    # A parent-less network hangs its macvlan links off the dummy.
+    await links.set_up("dm-0123456789a")
+    child = await links.create_macvlan("mv0", "dm-0123456789a")
+    assert child.parent_name == "dm-0123456789a"
+    assert await links.delete_link("dm-0123456789a") is True
+    assert link_names(lab.host) == {"lo", "lab0"}  # deleting a parent deletes its children
+
+
+# -- wireless -------------------------------------------------------------------------------------
+
+
+async def test_wireless_parents_are_recognised() -> None:
+    """mac80211_hwsim makes a simulated radio in the guest's own namespace, read-only here."""
+    if sh("modprobe", "mac80211_hwsim", "radios=1", check=False).returncode != 0:
+        pytest.skip("no mac80211_hwsim module in this kernel")
+    try:
+        async with await LinkLayer.open() as links:
+            found = {link.name: link.wireless for link in await links.list_links()}
+        assert any(found.values()), found
+        assert found["lo"] is False
+    finally:
+        sh("modprobe", "-r", "mac80211_hwsim", check=False)
