@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from tests.harness import prereq
-from tests.harness.dockerd import Dockerd
 from tests.harness.netns import NetnsLab
 
 pytestmark = pytest.mark.skipif(not prereq.in_guest(), reason="runs inside the virtme-ng guest")
@@ -28,8 +27,3 @@ def test_vlan_ipvlan_and_dummy_links_work(netns_lab: NetnsLab) -> None:
     assert kinds["lab0.30"] == "vlan"
     assert kinds["ipv0"] == "ipvlan"
     assert kinds["dum0"] == "dummy"
-
-
-def test_dockerd_runs_a_busybox_container(dockerd: Dockerd, busybox_image: str) -> None:
-    run = dockerd.cli("run", "--rm", "--network", "none", busybox_image, "ip", "-o", "link")
-    assert [line.split()[1] for line in run.stdout.splitlines()] == ["lo:"]

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from driver.errors import InvalidOption, LinkExists, ParentBusy
-from driver.linkinfo import IpvlanFlag, IpvlanMode, LinkInfo
+from driver.linkinfo import IpvlanFlag, LinkInfo
 from driver.netlink import LinkLayer
 from tests.harness.prereq import in_guest, kernel_supports, require
 
@@ -153,17 +153,6 @@ async def test_vlan_link_is_created_and_read_back(lab: Lab, links: LinkLayer) ->
     assert await links.delete_link("lab0.10") is False
 
 
-@pytest.mark.parametrize("vlan_id", [0, 4095])
-async def test_reserved_vlan_ids_are_refused_up_front(
-    lab: Lab, links: LinkLayer, vlan_id: int
-) -> None:
-    # The kernel itself accepts VLAN 0 (priority tagging); 802.1Q reserves it for that.
-    with pytest.raises(InvalidOption, match=f"VLAN id {vlan_id} is out of range") as info:
-        await links.create_vlan("lab0.x", "lab0", vlan_id)
-    assert info.value.caller_fault
-    assert link_names(lab.host) == {"lo", "lab0"}
-
-
 async def test_a_second_link_for_one_vlan_id_is_named(lab: Lab, links: LinkLayer) -> None:
     await links.create_vlan("lab0.10", "lab0", 10)
     with pytest.raises(
@@ -172,67 +161,7 @@ async def test_a_second_link_for_one_vlan_id_is_named(lab: Lab, links: LinkLayer
         await links.create_vlan("v10-other", "lab0", 10)
 
 
-async def test_a_vlan_in_a_container_is_still_reported(lab: Lab, links: LinkLayer) -> None:
-    """Moved away, the first VLAN 10 link is invisible here; the kernel's EEXIST is worded."""
-    await links.create_vlan("lab0.10", "lab0", 10)
-    move_to_container(lab, "lab0.10", "192.0.2.20/24")
-    with pytest.raises(
-        LinkExists, match=re.escape("parent lab0 already has a link for VLAN 10")
-    ) as info:
-        await links.create_vlan("v10-other", "lab0", 10)
-    assert info.value.kernel_message is not None
-    assert "VLAN device already exists" in info.value.kernel_message
-
-
-async def test_vlan_traffic_is_tagged_on_the_parent(lab: Lab, links: LinkLayer) -> None:
-    """A macvlan on lab0.10 reaches the LAN's VLAN 10; one on untagged lab0 does not."""
-    sh(
-        "ip",
-        "-n",
-        lab.lan,
-        "link",
-        "add",
-        "link",
-        "lan0",
-        "name",
-        "lan0.10",
-        "type",
-        "vlan",
-        "id",
-        "10",
-    )
-    sh("ip", "-n", lab.lan, "addr", "add", "192.0.2.1/24", "dev", "lan0.10")
-    sh("ip", "-n", lab.lan, "link", "set", "lan0.10", "up")
-    await links.create_vlan("lab0.10", "lab0", 10)
-    await links.set_up("lab0.10")
-    await links.create_macvlan("ep1", "lab0.10")
-    await links.create_macvlan("ep2", "lab0")
-
-    tagged = move_to_container(lab, "ep1", "192.0.2.11/24")
-    untagged = move_to_container(lab, "ep2", "192.0.2.12/24")
-
-    assert pings(tagged, "192.0.2.1")
-    assert not pings(untagged, "192.0.2.1")
-
-
 # -- ipvlan ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("flag", ["bridge", "private", "vepa"])
-@pytest.mark.parametrize("mode", ["l2", "l3", "l3s"])
-async def test_ipvlan_mode_and_flag_reach_the_kernel(
-    lab: Lab, links: LinkLayer, mode: IpvlanMode, flag: IpvlanFlag
-) -> None:
-    made = await links.create_ipvlan("iv0", "lab0", mode, flag, alias="pymacvlan:net2")
-
-    assert (made.kind, made.ipvlan_mode, made.ipvlan_flag) == ("ipvlan", mode, flag)
-    assert (made.parent_name, made.alias) == ("lab0", "pymacvlan:net2")
-    assert made.mac == (await read(links, "lab0")).mac  # ipvlan links share the parent's MAC
-    info_data = ip_link_json(lab.host, "iv0")["linkinfo"]["info_data"]
-    assert info_data["mode"] == mode
-    # iproute2 prints the flag as a boolean key, "bridge" being the absence of both.
-    assert bool(info_data.get("private")) == (flag == "private")
-    assert bool(info_data.get("vepa")) == (flag == "vepa")
 
 
 async def test_ipvlan_keeps_one_mode_per_parent(lab: Lab, links: LinkLayer) -> None:
@@ -346,19 +275,6 @@ async def test_a_conflict_inside_a_container_is_still_worded(lab: Lab, links: Li
 
 
 # -- dummy ----------------------------------------------------------------------------------------
-
-
-async def test_dummy_link_is_created_and_read_back(lab: Lab, links: LinkLayer) -> None:
-    made = await links.create_dummy("dm-0123456789a", alias="pymacvlan:dummy:net3")
-    assert (made.kind, made.alias, made.parent_index) == ("dummy", "pymacvlan:dummy:net3", None)
-    assert ip_link_json(lab.host, "dm-0123456789a")["linkinfo"]["info_kind"] == "dummy"
-
-    # A parent-less network hangs its macvlan links off the dummy.
-    await links.set_up("dm-0123456789a")
-    child = await links.create_macvlan("mv0", "dm-0123456789a")
-    assert child.parent_name == "dm-0123456789a"
-    assert await links.delete_link("dm-0123456789a") is True
-    assert link_names(lab.host) == {"lo", "lab0"}  # deleting a parent deletes its children
 
 
 # -- wireless -------------------------------------------------------------------------------------

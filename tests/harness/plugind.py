@@ -21,8 +21,8 @@ from typing import Any
 
 from .netns import Netns
 from .paths import venv_bin
-from .prereq import slow
-from .proc import HarnessError, ManagedProcess
+from .prereq import in_guest, slow
+from .proc import ForkedDaemon, HarnessError, ManagedProcess
 from .unixhttp import request, socket_accepts
 
 # dockerd looks for unmanaged plugins' sockets here (moby pkg/plugins: socketsPath).
@@ -99,9 +99,16 @@ class PluginDaemon:
         self.state_dir = state_dir
         self.socket_path = socket_path
         self.netns = netns
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        wrapped = netns.exec_argv(argv) if netns else list(argv)
-        self.process = ManagedProcess(wrapped, log_path, env=full_env)
+        self.process: ManagedProcess | ForkedDaemon
+        if in_guest() or os.environ.get("PYMACVLAN_FORK_DAEMONS") == "1":
+            # Every interpreter start costs a minute in the guest: fork the test process.
+            self.process = ForkedDaemon(
+                argv, log_path, netns=netns.name if netns else None, env=env
+            )
+        else:
+            full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+            wrapped = netns.exec_argv(argv) if netns else list(argv)
+            self.process = ManagedProcess(wrapped, log_path, env=full_env)
 
     @property
     def pid(self) -> int | None:

@@ -204,3 +204,137 @@ class ManagedProcess:
     def log_tail(self, lines: int = 40) -> str:
         """The end of the log, for error messages."""
         return tail(self.log_path, lines)
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def _enter_netns(name: str) -> None:
+    """setns(2) into ``/run/netns/<name>`` (os.setns arrives only with Python 3.12)."""
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns into network namespace {name}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+class ForkedDaemon:
+    """Our daemon forked from the test process instead of started from scratch.
+
+    Inside the virtme-ng guest every Python import costs tens of seconds (software emulation), so
+    starting `pymacvlan serve` per test does not fit any time budget. The test process imports the
+    daemon's modules once; each daemon is then a fork that enters its network namespace (what
+    ``ip netns exec`` would do for it) and runs the CLI's `main`. The daemon code is the same;
+    only the process start is cheaper. Same interface as `ManagedProcess`.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        log_path: Path,
+        *,
+        netns: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.argv = list(argv)  # [pymacvlan, serve, ...]: argv[0] is not executed
+        self.log_path = log_path
+        self.netns = netns
+        self.env = dict(env or {})
+        self._pid: int | None = None
+        self._status: int | None = None
+
+    @staticmethod
+    def preload() -> None:
+        """Import what `serve` imports, once, in the test process."""
+        import plugin.cli
+        import plugin.server  # the imports are the point
+
+        _ = plugin.cli
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    @property
+    def running(self) -> bool:
+        if self._pid is None or self._status is not None:
+            return False
+        done, status = os.waitpid(self._pid, os.WNOHANG)
+        if done == 0:
+            return True
+        self._status = os.waitstatus_to_exitcode(status)
+        return False
+
+    @property
+    def returncode(self) -> int | None:
+        self.running  # noqa: B018  # reaps it if it exited
+        return self._status
+
+    def start(self) -> None:
+        if self.running:
+            raise HarnessError(f"daemon already runs as pid {self._pid}")
+        self.preload()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(f"\n--- fork: {' '.join(self.argv)} (netns {self.netns})\n".encode())
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 1
+            try:
+                code = self._child()
+            finally:
+                os._exit(code)
+        self._pid, self._status = pid, None
+
+    def _child(self) -> int:
+        import sys
+        import traceback
+
+        log = os.open(self.log_path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.setsid()
+            if self.netns is not None:
+                _enter_netns(self.netns)
+        except BaseException:
+            os.write(log, traceback.format_exc().encode())
+            raise
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        # pytest replaced sys.stdout/err with its capture: talk to the log file instead.
+        sys.stdout = os.fdopen(1, "w", buffering=1)
+        sys.stderr = os.fdopen(2, "w", buffering=1)
+        os.environ.update(self.env)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        from plugin.cli import main
+
+        return main(self.argv[1:])
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self._pid is None:
+            return None
+        if self.running:
+            os.kill(self._pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self.running and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self.running:
+                self.kill(signal.SIGKILL)
+        return self._status
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if not self.running or self._pid is None:
+            return
+        os.kill(self._pid, sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            deadline = time.monotonic() + 30
+            while self.running and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return tail(self.log_path, lines)
