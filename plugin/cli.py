@@ -8,6 +8,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from plugin import cluster_cli, logs, settings
+from plugin.listener import SocketPathError, bind_plugin_socket
 
 
 def _version() -> str:
@@ -39,10 +40,17 @@ def main(argv: list[str] | None = None) -> int:
         except settings.SettingsError as exc:
             print(f"pymacvlan: {exc}", file=sys.stderr)
             return 2
+        try:
+            sock = bind_plugin_socket(conf.socket)
+        except (SocketPathError, OSError) as exc:
+            print(f"pymacvlan: cannot listen on {conf.socket}: {exc}", file=sys.stderr)
+            return 1
         logs.configure(conf.log_level, conf.log_format)
-        from plugin.server import serve  # imports aiohttp; keep `--help` fast
+        # Imported only now: aiohttp, pydantic and pyroute2 take about a second to import, and
+        # Docker is already dialling the socket bound above.
+        from plugin.server import serve
 
-        asyncio.run(serve(conf))
+        asyncio.run(serve(conf, sock))
         return 0
     if args.command == "cluster":
         return cluster_cli.run(args)

@@ -83,6 +83,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if layer in LAYERS:
             item.add_marker(getattr(pytest.mark, layer))
+    _deselect_managed_plugin_engines(config, items)
+
+
+def _deselect_managed_plugin_engines(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``PYMACVLAN_MANAGED_ENGINES=a,b``: run the managed-plugin tests (marked
+    ``managed_plugin``, minutes per engine) only on those of the selected engines."""
+    raw = os.environ.get("PYMACVLAN_MANAGED_ENGINES", "")
+    if not raw:
+        return
+    wanted = {name.strip() for name in raw.split(",")}
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        engine = callspec.params.get("dockerd_session") if callspec else None
+        if item.get_closest_marker("managed_plugin") and engine and engine not in wanted:
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -52,8 +52,20 @@ def test_vlan_ipvlan_and_nil_parent_networks_with_a_real_dockerd(
     def create(name: str, *args: str) -> None:
         p.docker("network", "create", "-d", p.name, "--ipam-driver", p.name, *args, name)
 
-    create("v40", "--subnet", "192.0.2.0/26", "-o", f"parent={trunk}.40")
-    create("ipl2", "--subnet", "192.0.2.64/26", "-o", f"parent={l2_parent}", "-o", "ipvlan_mode=l2")
+    # A container has one default route, and ipvlan l3 brings its own ("default dev ..."): the
+    # other networks are --internal, or Docker 20.10, which always picks a gateway for a network,
+    # would fail the l3 connect with "file exists" (as with Docker's own ipvlan driver).
+    create("v40", "--internal", "--subnet", "192.0.2.0/26", "-o", f"parent={trunk}.40")
+    create(
+        "ipl2",
+        "--internal",
+        "--subnet",
+        "192.0.2.64/26",
+        "-o",
+        f"parent={l2_parent}",
+        "-o",
+        "ipvlan_mode=l2",
+    )
     create(
         "ipl3",
         "--subnet",

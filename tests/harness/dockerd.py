@@ -131,6 +131,18 @@ class Engine:
             raise HarnessError(self.missing_reason())
         return subprocess.run([dockerd, "--version"], capture_output=True, text=True).stdout.strip()
 
+    def major(self) -> int:
+        """The major version (20, 26, 28...) from ``dockerd --version``."""
+        found = re.search(r"version (\d+)\.", self.version())
+        if found is None:
+            raise HarnessError(f"no version in {self.version()!r}")
+        return int(found.group(1))
+
+    def picks_gateways(self) -> bool:
+        """Whether this engine always takes a gateway address for a network. Docker 28 added
+        GwAllocCheck, which lets a driver (pymacvlan, macvlan, ipvlan) decline it."""
+        return self.major() < 28
+
 
 def engine(name: str) -> Engine:
     """The engine called `name` (``bookworm``, ``trixie``, ``sid``)."""
