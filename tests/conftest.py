@@ -177,28 +177,15 @@ def dockerd_session(request: pytest.FixtureRequest) -> Iterator[Dockerd]:
         f"{DOCKERD_LOCK_TIMEOUT:.0f} s",
     )
     try:
-        for root in engines.sweep_stale_dockerds():
-            _tell(request.config, f"destroyed dockerd {root} of a test run that is gone")
-        foreign = engines.foreign_engines()
-        prereq.require(
-            not foreign,
-            "another Docker engine runs on this machine; stop it first (engines share iptables "
-            "chains and docker0): " + "; ".join(foreign),
-        )
-        # dockerd leaves docker0, its iptables chains and forwarding on: put the machine back.
-        docker0_existed = engines.link_exists("docker0")
-        netfilter = engines.NetfilterSnapshot.take()
-        daemon = Dockerd.create(engine, args)
-        try:
-            daemon.start()
-            yield daemon
-        finally:
+        with contextlib.ExitStack() as stack:
             try:
-                daemon.destroy()
-            finally:
-                if not docker0_existed and engines.link_exists("docker0"):
-                    subprocess.run(["ip", "link", "del", "docker0"], capture_output=True)
-                netfilter.restore()
+                daemon = stack.enter_context(
+                    engines.running_dockerd(engine, args, lambda m: _tell(request.config, m))
+                )
+            except engines.ForeignEngine as exc:
+                prereq.require(False, str(exc))
+                raise
+            yield daemon
     finally:
         lock.release()
 

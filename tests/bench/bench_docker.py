@@ -88,23 +88,10 @@ def harness_dockerd(engine_name: str) -> Iterator[Dockerd]:
     if not lock.acquire(1800):
         sys.exit(f"another test run keeps the harness dockerd lock {lock.path}")
     try:
-        engines.sweep_stale_dockerds()
-        foreign = engines.foreign_engines()
-        if foreign:
-            sys.exit("another Docker engine runs on this machine: " + "; ".join(foreign))
-        docker0_existed = engines.link_exists("docker0")
-        netfilter = engines.NetfilterSnapshot.take()
-        daemon = Dockerd.create(engine)
-        try:
-            daemon.start()
+        with engines.running_dockerd(engine) as daemon:
             yield daemon
-        finally:
-            try:
-                daemon.destroy()
-            finally:
-                if not docker0_existed and engines.link_exists("docker0"):
-                    subprocess.run(["ip", "link", "del", "docker0"], capture_output=True)
-                netfilter.restore()
+    except engines.ForeignEngine as exc:
+        sys.exit(str(exc))
     finally:
         lock.release()
 

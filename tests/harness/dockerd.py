@@ -27,7 +27,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,8 @@ from .proc import (
 from .unixhttp import request
 
 ENGINE_ENV = "PYMACVLAN_TEST_ENGINE"
+# dockerd's last words when the managed containerd it found running never answered.
+CONTAINERD_TIMEOUT = "timeout waiting for containerd to start"
 ENGINES = ("bookworm", "trixie", "sid")
 DEFAULT_ENGINE = "bookworm"
 
@@ -276,6 +278,19 @@ class Dockerd:
             directory.mkdir(parents=True, exist_ok=True)
         if not self.config_file.exists():
             self.config_file.write_text("{}\n")  # never read the machine's /etc/docker/daemon.json
+        try:
+            self._start_once(timeout)
+        except ContainerdTimeout:
+            # After a kill -9, the old managed containerd may still be dying (a parent-death
+            # SIGKILL that waits on a busy disk): dockerd saw its pid, waited 15 s for its socket
+            # and gave up. systemd would start dockerd again; so does the harness, once the old
+            # containerd is gone.
+            pid = self._containerd_pid()
+            if pid is not None:
+                wait_pid_gone(pid, slow(30.0))
+            self._start_once(timeout)
+
+    def _start_once(self, timeout: float) -> None:
         # A zombie containerd from before a kill -9 would look alive to dockerd (see proc.py).
         become_subreaper()
         reap_orphans()
@@ -284,9 +299,9 @@ class Dockerd:
         deadline = time.monotonic() + timeout
         while not self._pings():
             if not self.process.running:
-                raise HarnessError(
-                    f"{self} exited with {self.process.returncode}:\n{self.process.log_tail()}"
-                )
+                tail = self.process.log_tail()
+                error = ContainerdTimeout if CONTAINERD_TIMEOUT in tail else HarnessError
+                raise error(f"{self} exited with {self.process.returncode}:\n{tail}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise HarnessError(f"{self} did not answer within {timeout} s")
@@ -564,3 +579,41 @@ def _tables(save_output: str) -> dict[str, str]:
 def link_exists(name: str) -> bool:
     """True if the root namespace has a link called `name`."""
     return Path("/sys/class/net", name).exists()
+
+
+class ContainerdTimeout(HarnessError):
+    """dockerd gave up waiting for a containerd it believed running."""
+
+
+class ForeignEngine(HarnessError):
+    """Another Docker engine runs on this machine."""
+
+
+@contextlib.contextmanager
+def running_dockerd(
+    engine: Engine, args: Sequence[str] = DAEMON_ADDRESS_ARGS, tell: Callable[[str], None] = print
+) -> Iterator[Dockerd]:
+    """A fresh harness dockerd of `engine`, started; destroyed afterwards, and the machine put
+    back (docker0, iptables). The caller holds the `MachineLock`."""
+    for root in sweep_stale_dockerds():
+        tell(f"destroyed dockerd {root} of a test run that is gone")
+    foreign = foreign_engines()
+    if foreign:
+        raise ForeignEngine(
+            "another Docker engine runs on this machine; stop it first (engines share iptables "
+            "chains and docker0): " + "; ".join(foreign)
+        )
+    # dockerd leaves docker0, its iptables chains and forwarding on: put the machine back.
+    docker0_existed = link_exists("docker0")
+    netfilter = NetfilterSnapshot.take()
+    daemon = Dockerd.create(engine, args)
+    try:
+        daemon.start()
+        yield daemon
+    finally:
+        try:
+            daemon.destroy()
+        finally:
+            if not docker0_existed and link_exists("docker0"):
+                subprocess.run(["ip", "link", "del", "docker0"], capture_output=True)
+            netfilter.restore()

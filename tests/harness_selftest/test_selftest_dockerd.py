@@ -5,6 +5,8 @@ Runs once per engine selected by PYMACVLAN_TEST_ENGINE (e.g. ``bookworm,sid``).
 
 from __future__ import annotations
 
+import time
+
 from tests.harness.dockerd import Dockerd
 from tests.harness.netns import NetnsLab, root_link_names
 
@@ -50,4 +52,9 @@ def test_stop_after_kill9_leaves_no_process_mount_or_link(
     dockerd.stop()
 
     assert dockerd.leftovers() == []
+    # The container's veth goes with its network namespace, which the kernel tears down
+    # asynchronously after the last process died: give it a moment on a busy machine.
+    deadline = time.monotonic() + 15
+    while not set(root_link_names()) <= links_before and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert set(root_link_names()) <= links_before
