@@ -50,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         # Docker is already dialling the socket bound above.
         from plugin.server import serve
 
-        asyncio.run(serve(conf, sock))
+        try:
+            asyncio.run(serve(conf, sock))
+        except OSError as exc:
+            # The state directory or its files: unusable paths and permissions are the
+            # operator's to fix, and the message says which path.
+            print(f"pymacvlan: cannot start: {exc}", file=sys.stderr)
+            return 1
         return 0
     if args.command == "cluster":
         return cluster_cli.run(args)

@@ -128,3 +128,15 @@ def test_a_file_in_the_sockets_place_is_never_replaced(tmp_path: Path) -> None:
     assert "exists and is not a socket; refusing to replace it" in log
     assert "Traceback" not in log
     assert not os.path.exists(tmp_path / "state" / "ipam.sqlite3")
+
+
+def test_an_unusable_state_directory_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("a file, not a directory\n")
+    sock = tmp_path / "pymacvlan.sock"
+    proc = serve(tmp_path, sock)
+    assert proc.wait(timeout=60) == 1
+    log = (tmp_path / "daemon.log").read_text()
+    assert "pymacvlan: cannot start:" in log
+    assert str(tmp_path / "state") in log
+    assert "Traceback" not in log
+    assert not sock.exists()
