@@ -16,7 +16,6 @@ Rules:
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from ipam.records import (
     QuarantineRecord,
     Snapshot,
 )
+from ipam.sqlite_file import connect_durable, write_transaction
 
 SCHEMA_VERSION = 2
 
@@ -97,33 +97,15 @@ class SqliteStore:
         if self._conn is not None:
             return self._conn
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            created = False
-            if not self.path.exists():
-                # Create it private (the state names every container's address) ...
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-                created = True
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
+            conn, mode = connect_durable(self.path)
+            if mode != "wal":
                 self.notes.append(
                     f"{self.path}: the file system does not support WAL; using the {mode} "
                     "journal (still durable, slower)"
                 )
-            conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=5000")
             self._migrate(conn)
-            if created:
-                # ... and make its directory entry durable too.
-                dir_fd = os.open(self.path.parent, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the IPAM state {self.path}: {exc}") from exc
-        except OSError as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the IPAM state {self.path}: {exc}") from exc
         self._conn = conn
         return conn
@@ -190,14 +172,8 @@ class SqliteStore:
     def commit(self, change: Change) -> None:
         conn = self._connect()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(conn):
                 self._write(conn, change)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the IPAM state {self.path}: {exc}") from exc
 

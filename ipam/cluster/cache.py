@@ -19,7 +19,6 @@ Rules:
 
 from __future__ import annotations
 
-import os
 import secrets
 import sqlite3
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 from ipam.addresses import Subnet, parse_subnet
 from ipam.cluster.layout import Scope
 from ipam.errors import StoreError
+from ipam.sqlite_file import connect_durable, write_transaction
 
 SCHEMA_VERSION = 1
 
@@ -69,13 +69,7 @@ class BlockCache:
         if self._conn is not None:
             return self._conn
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not self.path.exists():
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=5000")
+            conn, _mode = connect_durable(self.path)
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             if version > SCHEMA_VERSION:
                 conn.close()
@@ -135,14 +129,8 @@ class BlockCache:
             return
         conn = self._connect()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(conn):
                 conn.executemany(sql, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the cluster state {self.path}: {exc}") from exc
 

@@ -32,7 +32,6 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from ipam.cluster.kv import Absent, Delete, Put
 from ipam.cluster.mode import ClusterMode
 from ipam.defaults import builtin_default_pools
 from ipam.service import IpamService, IpamSettings
+from tests.bench.report import dec, num, plain, table
 from tests.cluster.etcd_cluster import EtcdCluster
 
 NODE = "bench"
@@ -208,29 +208,6 @@ async def bench_claims(etcd: EtcdCluster, claims: int) -> list[ClaimResult]:
 
 
 # ------------------------------------------------------------------------ main
-
-
-def table(
-    rows: list[dict[str, object]], columns: list[tuple[str, str, Callable[[object], str]]]
-) -> str:
-    head = "| " + " | ".join(title for _, title, _ in columns) + " |"
-    rule = "|" + "|".join("---:" if i else "---" for i in range(len(columns))) + "|"
-    body = ["| " + " | ".join(fmt(row[key]) for key, _, fmt in columns) + " |" for row in rows]
-    return "\n".join([head, rule, *body])
-
-
-def num(value: object) -> str:
-    assert isinstance(value, int | float)
-    return f"{value:,.0f}"
-
-
-def dec(value: object) -> str:
-    assert isinstance(value, int | float)
-    return f"{value:,.2f}"
-
-
-def plain(value: object) -> str:
-    return str(value)
 
 
 async def run(etcd: EtcdCluster, quick: bool) -> dict[str, list[dict[str, object]]]:

@@ -29,7 +29,6 @@ import statistics
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from ipam.records import AllocationRecord, Change, CursorRecord, Kind
 from ipam.requests import AddressRequest
 from ipam.service import IpamService, IpamSettings
 from ipam.sqlite_store import SqliteStore
+from tests.bench.report import dec, num, plain, table
 
 NODE = "bench"
 DYNAMIC = AddressRequest(None, None, Kind.DYNAMIC, "c", None)
@@ -251,29 +251,6 @@ SERVICE_CASES = [
     ("2001:db8::/64", 10_000),
     ("2001:db8::/64", 100_000),
 ]
-
-
-def table(
-    rows: list[dict[str, object]], columns: list[tuple[str, str, Callable[[object], str]]]
-) -> str:
-    head = "| " + " | ".join(title for _, title, _ in columns) + " |"
-    rule = "|" + "|".join("---:" if i else "---" for i in range(len(columns))) + "|"
-    body = ["| " + " | ".join(fmt(row[key]) for key, _, fmt in columns) + " |" for row in rows]
-    return "\n".join([head, rule, *body])
-
-
-def num(value: object) -> str:
-    assert isinstance(value, int | float)
-    return f"{value:,.0f}"
-
-
-def dec(value: object) -> str:
-    assert isinstance(value, int | float)
-    return f"{value:,.2f}"
-
-
-def plain(value: object) -> str:
-    return str(value)
 
 
 def main(argv: list[str] | None = None) -> None:
