@@ -63,6 +63,7 @@ from ipam.records import Change, Kind
 from ipam.requests import parse_address_request
 from ipam.sqlite_store import SqliteStore
 from ipam.store import IpamStore
+from ipam.store_thread import run_on
 
 __all__ = [
     "GLOBAL_ADDRESS_SPACE",
@@ -462,14 +463,7 @@ class IpamService:
         self._allocator = allocator
 
     async def _in_store_thread(self, fn: Callable[..., T], *args: object) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            future: Awaitable[T] = loop.run_in_executor(self._executor, fn, *args)
-            return await future
-        except IpamError:
-            raise
-        except Exception as exc:
-            raise StoreError(f"cannot access the IPAM state: {exc}") from exc
+        return await run_on(self._executor, "the IPAM state", fn, *args)
 
 
 class _ServiceUsage:

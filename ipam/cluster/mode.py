@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -66,6 +66,7 @@ from ipam.errors import (
 )
 from ipam.hostranges import HostRangeSet, LocalUsage, StaticPlan
 from ipam.options import PoolSpec
+from ipam.store_thread import run_on
 
 T = TypeVar("T")
 
@@ -534,11 +535,4 @@ class ClusterMode:
                 usage.refresh()
 
     async def _in_thread(self, fn: Callable[..., T], *args: object) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            future: Awaitable[T] = loop.run_in_executor(self._executor, fn, *args)
-            return await future
-        except IpamError:
-            raise
-        except Exception as exc:
-            raise StoreError(f"cannot access the cluster state: {exc}") from exc
+        return await run_on(self._executor, "the cluster state", fn, *args)
