@@ -10,6 +10,7 @@ import random
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -46,9 +47,11 @@ async def start(sock: Path, state: Path, log: Path) -> asyncio.subprocess.Proces
     raise AssertionError(f"daemon did not bind {sock}: {log.read_text()}")
 
 
-async def call(session: aiohttp.ClientSession, method: str, body: dict[str, object]) -> dict:
+async def call(
+    session: aiohttp.ClientSession, method: str, body: dict[str, object]
+) -> dict[str, Any]:
     async with session.post(f"http://plugin/{method}", data=json.dumps(body)) as resp:
-        answer: dict = await resp.json(content_type=None)
+        answer: dict[str, Any] = await resp.json(content_type=None)
         answer["_status"] = resp.status
         return answer
 

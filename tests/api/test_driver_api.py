@@ -40,7 +40,7 @@ def create_body(
     internal: bool = False,
     ipv4: list[dict[str, Any]] | None = None,
     ipv6: list[dict[str, Any]] | None = None,
-    **opts: str,
+    **opts: Any,
 ) -> dict[str, Any]:
     return {
         "NetworkID": network_id,
@@ -60,7 +60,7 @@ async def create(client: PluginClient, network_id: str = NET, **kw: Any) -> dict
     return await client.ok("NetworkDriver.CreateNetwork", create_body(network_id, **kw))
 
 
-async def refused(client: PluginClient, status: int = 400, **kw: Any) -> str:
+async def refused(client: PluginClient, status: int = 400, /, **kw: Any) -> str:
     answer = await client.call("NetworkDriver.CreateNetwork", create_body(**kw))
     assert answer.status == status, answer
     return answer.err
@@ -335,7 +335,7 @@ async def test_owned_vlan_link_that_vanished_is_recreated_at_start(
     assert links.links["lab0.10"].vlan_id == 10
 
 
-def shim_body(network_id: str, pool: str, host: str, **opts: str) -> dict[str, Any]:
+def shim_body(network_id: str, pool: str, host: str, **opts: Any) -> dict[str, Any]:
     prefix = pool.split("/")[1]
     return create_body(
         network_id,

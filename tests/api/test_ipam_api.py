@@ -88,14 +88,15 @@ async def test_plan_that_does_not_name_this_host_is_refused(client: PluginClient
 
 
 async def test_bad_values_are_400_with_a_precise_message(client: PluginClient) -> None:
-    cases = [
+    cases: list[tuple[dict[str, object], str]] = [
         ({"Pool": "192.0.2.0/33"}, "192.0.2.0/33"),
         ({"Pool": "", "SubPool": "192.0.2.0/25"}, "needs a subnet (--subnet)"),
         ({"Pool": "192.0.2.0/24", "Options": {"colour": "blue"}}, "colour"),
         ({"Pool": "192.0.2.0/24", "AddressSpace": "mars"}, "mars"),
     ]
     for fields, needle in cases:
-        body = {"AddressSpace": "local", **fields}
+        body: dict[str, object] = {"AddressSpace": "local"}
+        body.update(fields)
         answer = await client.call("IpamDriver.RequestPool", body)
         assert answer.status == 400, (fields, answer)
         assert needle in answer.err, (fields, answer.err)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness.paths import venv_bin
-from tests.harness.plugind import PluginDaemon
+from tests.harness.plugind import PluginDaemon, serve_argv
 
 GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
 
@@ -110,14 +110,9 @@ class Hosts:
             "--etcd-timeout",
             "1",
         ]
-        argv = [
-            str(venv_bin("pymacvlan")),
-            "serve",
-            "--socket",
-            str(socket_path),
-            "--state-dir",
-            str(state_dir),
-            "--node-name",
+        argv = serve_argv(
+            socket_path,
+            state_dir,
             node,
             "--quarantine-seconds",
             str(quarantine),
@@ -127,7 +122,7 @@ class Hosts:
             "info",
             *etcd_args,
             *extra,
-        ]
+        )
         daemon = PluginDaemon(
             argv, socket_path, self.tmp_dir / f"{node}.log", name=node, state_dir=state_dir
         )

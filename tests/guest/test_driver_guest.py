@@ -7,7 +7,6 @@ driven through the protocol as dockerd drives it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +34,7 @@ class Host:
 
 
 @pytest.fixture
-def host(netns_lab: NetnsLab, plugin_daemons: PluginDaemons) -> Iterator[Host]:
+def host(netns_lab: NetnsLab, plugin_daemons: PluginDaemons) -> Host:
     ns = netns_lab.netns("host")
     lan = netns_lab.netns("lan")
     netns_lab.veth(ns, "lab0", lan, "wire0")

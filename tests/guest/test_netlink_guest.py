@@ -16,76 +16,22 @@ Further namespaces play containers. Deleting the namespaces removes everything m
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
 from driver.errors import InvalidOption, LinkExists, ParentBusy
-from driver.linkinfo import IpvlanFlag, LinkInfo
+from driver.linkinfo import IpvlanFlag
 from driver.netlink import LinkLayer
 from tests.harness.prereq import in_guest, kernel_supports, require
+from tests.kernel.nslab import Lab, ip_link_json, link_names, read, sh
 
 pytestmark = [
     pytest.mark.guest,
     pytest.mark.skipif(not in_guest(), reason="runs inside the virtme-ng guest (tests/guest)"),
 ]
-
-# -- local namespace helpers (to be replaced by tests/harness's netns fixtures) -------------------
-
-
-def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, check=check, capture_output=True, text=True)
-
-
-def ip_link_json(ns: str, name: str) -> dict[str, Any]:
-    """The kernel's view as iproute2 prints it: an independent read-back."""
-    result: dict[str, Any] = json.loads(
-        sh("ip", "-n", ns, "-j", "-d", "link", "show", name).stdout
-    )[0]
-    return result
-
-
-def link_names(ns: str) -> set[str]:
-    return {link["ifname"] for link in json.loads(sh("ip", "-n", ns, "-j", "link").stdout)}
-
-
-async def read(links: LinkLayer, name: str) -> LinkInfo:
-    link = await links.get_link(name)
-    assert link is not None, f"link {name} is missing"
-    return link
-
-
-@dataclass
-class Lab:
-    tag: str
-    namespaces: list[str] = field(default_factory=list)
-
-    def namespace(self, role: str) -> str:
-        name = f"pmv-{os.getpid()}-{self.tag}-{role}"
-        sh("ip", "netns", "add", name)
-        self.namespaces.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        return name
-
-    def delete_all(self) -> None:
-        for name in reversed(self.namespaces):
-            sh("ip", "netns", "del", name, check=False)
-        self.namespaces.clear()
-
-    @property
-    def host(self) -> str:
-        return self.namespaces[0]
-
-    @property
-    def lan(self) -> str:
-        return self.namespaces[1]
 
 
 @pytest.fixture(scope="session", autouse=True)

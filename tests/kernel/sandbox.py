@@ -30,8 +30,10 @@ def create_network(
     internal: bool = False,
     ipv6: str = "",
     aux: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
     **opts: str,
 ) -> dict[str, Any]:
+    """`opts` are `-o` options; `labels` the dotted ones (``com.docker.network.driver.mtu``)."""
     v4: dict[str, Any] = {"AddressSpace": "local", "Pool": pool}
     if gateway:
         v4["Gateway"] = gateway
@@ -41,7 +43,7 @@ def create_network(
     body = {
         "NetworkID": network_id,
         "Options": {
-            "com.docker.network.generic": opts,
+            "com.docker.network.generic": {**opts, **(labels or {})},
             "com.docker.network.internal": internal,
         },
         "IPv4Data": [v4],

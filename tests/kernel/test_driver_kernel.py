@@ -7,7 +7,6 @@ This VM's kernel has macvlan but no 802.1q, ipvlan or dummy: those cases run in 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -35,7 +34,7 @@ class Host:
 
 
 @pytest.fixture
-def host(netns_lab: NetnsLab, plugin_daemons: PluginDaemons) -> Iterator[Host]:
+def host(netns_lab: NetnsLab, plugin_daemons: PluginDaemons) -> Host:
     ns = netns_lab.netns("host")
     lan = netns_lab.netns("lan")
     netns_lab.veth(ns, "lab0", lan, "wire0")
@@ -84,8 +83,8 @@ def test_passthru_takes_the_parent_for_itself(host: Host) -> None:
 
 
 def test_mtu_option_reaches_the_container_link(host: Host) -> None:
-    body = {"parent": "lab0", "com.docker.network.driver.mtu": "1400"}
-    assert create_network(host.daemon, NET, **body)["_status"] == 200
+    mtu = "com.docker.network.driver.mtu"
+    assert create_network(host.daemon, NET, parent="lab0", labels={mtu: "1400"})["_status"] == 200
     c1 = run_container(host.daemon, host.ns, host.container("c1"), NET, "e1" * 32, "192.0.2.10/24")
     link = c1.netns.link("eth0")
     assert link is not None
@@ -95,7 +94,7 @@ def test_mtu_option_reaches_the_container_link(host: Host) -> None:
         NET2,
         parent="lab0",
         pool="198.51.100.0/24",
-        **{"com.docker.network.driver.mtu": "9000"},
+        labels={mtu: "9000"},
     )
     assert too_big["_status"] == 400
     assert "larger than the MTU of parent lab0 (1500)" in too_big["Err"]

@@ -68,7 +68,7 @@ def test_same_command_on_every_host_gives_disjoint_ranges_and_cross_host_pings(
     assert len(set(addresses)) == len(addresses)
     # nodes=node1,node2,node3 splits .1-.254 into three contiguous parts, in that order.
     per_host = {
-        h.name: [ipaddress.ip_interface(c.address).ip for hh, c in containers if hh is h]
+        h.name: [ipaddress.IPv4Interface(c.address).ip for hh, c in containers if hh is h]
         for h in hosts
     }
     assert max(per_host["node1"]) < min(per_host["node2"])

@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import os
 import re
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pyroute2.netlink.exceptions import NetlinkError
@@ -44,65 +41,9 @@ from driver.errors import (
 from driver.linkinfo import LinkInfo, MacvlanMode, check_link_name, check_vlan_id, normalize_mac
 from driver.netlink import LinkLayer, _Op, _translate
 from tests.harness.prereq import kernel_supports, require, require_command, require_root
+from tests.kernel.nslab import Lab, ip_link_json, link_names, ns_sh, read, sh
 
 REPO = Path(__file__).resolve().parents[2]
-
-# -- local namespace helpers (to be replaced by tests/harness's netns fixtures) -------------------
-
-
-def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, check=check, capture_output=True, text=True)
-
-
-def ns_sh(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return sh("ip", "netns", "exec", ns, *args, check=check)
-
-
-def ip_link_json(ns: str, name: str) -> dict[str, Any]:
-    """The kernel's view as iproute2 prints it: an independent read-back."""
-    out = sh("ip", "-n", ns, "-j", "-d", "link", "show", "dev", name).stdout
-    result: dict[str, Any] = json.loads(out)[0]
-    return result
-
-
-async def read(links: LinkLayer, name: str) -> LinkInfo:
-    """``get_link`` for a link the test knows exists."""
-    link = await links.get_link(name)
-    assert link is not None, f"link {name} is missing"
-    return link
-
-
-def link_names(ns: str) -> set[str]:
-    return {link["ifname"] for link in json.loads(sh("ip", "-n", ns, "-j", "link").stdout)}
-
-
-@dataclass
-class Lab:
-    """Namespaces made for one test; ``delete_all`` removes them and everything inside."""
-
-    tag: str
-    namespaces: list[str] = field(default_factory=list)
-
-    def namespace(self, role: str) -> str:
-        # "pmv-<pid>-" like the harness's own namespaces, so a crashed run's leftovers get swept.
-        name = f"pmv-{os.getpid()}-{self.tag}-{role}"
-        sh("ip", "netns", "add", name)
-        self.namespaces.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        return name
-
-    def delete_all(self) -> None:
-        for name in reversed(self.namespaces):
-            sh("ip", "netns", "del", name, check=False)
-        self.namespaces.clear()
-
-    @property
-    def host(self) -> str:
-        return self.namespaces[0]
-
-    @property
-    def lan(self) -> str:
-        return self.namespaces[1]
 
 
 @pytest.fixture

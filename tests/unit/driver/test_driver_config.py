@@ -12,7 +12,9 @@ from driver.errors import InvalidOption
 NET = "0123456789abcdef" * 4
 
 
-def parse(ipv4: tuple[PoolData, ...] = (PoolData("192.0.2.0/24"),), **opts: Any) -> NetworkConfig:
+def parse(
+    ipv4: tuple[PoolData, ...] = (PoolData("192.0.2.0/24"),), /, **opts: Any
+) -> NetworkConfig:
     return parse_network(NET, {"com.docker.network.generic": opts}, ipv4, node_name="node1")
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 
 from driver.config import NetworkConfig, Parent
 from driver.errors import ParentBusy
+from driver.linkinfo import IpvlanFlag, IpvlanMode, MacvlanMode
 from driver.sharing import ForeignLink, check_parent_sharing
 
 
@@ -17,14 +20,16 @@ def net(
     parent: str = "eth1",
 ) -> NetworkConfig:
     if kind == "macvlan":
-        return NetworkConfig(nid * 12, "macvlan", Parent(parent), macvlan_mode=mode)  # type: ignore[arg-type]
+        return NetworkConfig(
+            nid * 12, "macvlan", Parent(parent), macvlan_mode=cast(MacvlanMode, mode)
+        )
     return NetworkConfig(
         nid * 12,
         "ipvlan",
         Parent(parent),
-        ipvlan_mode=mode,  # type: ignore[arg-type]
-        ipvlan_flag=flag,
-    )  # type: ignore[arg-type]
+        ipvlan_mode=cast(IpvlanMode, mode),
+        ipvlan_flag=cast(IpvlanFlag, flag),
+    )
 
 
 @pytest.mark.parametrize(
