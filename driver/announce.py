@@ -1,7 +1,7 @@
 """Tell the LAN where a new container's address lives: gratuitous ARP and unsolicited NA.
 
 Addresses on a LAN are reused quickly (a container is replaced, its address goes to the next one
-with a new MAC), and routers keep ARP/neighbour entries for minutes to hours. Docker >= 27 sends
+with a new MAC), and routers keep ARP/neighbour entries for minutes to hours. Docker >= 28 sends
 these messages from inside the container; older engines send nothing, and a remote driver may not
 enter the container. So the plugin sends them from the host, on the parent link, with the
 container's MAC as the source: the switch learns the port, the neighbours update their caches.

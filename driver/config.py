@@ -9,11 +9,13 @@ puts containers on the LAN in a mode the user did not ask for.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-from driver.errors import InvalidOption
+from driver.errors import InvalidOption, shown
+from driver.ids import check_id
 from driver.linkinfo import (
     IPVLAN_FLAGS,
     IPVLAN_MODES,
@@ -62,6 +64,20 @@ LABEL_INTERNAL = "com.docker.network.internal"
 
 Kind = Literal["macvlan", "ipvlan"]
 KINDS: tuple[Kind, ...] = ("macvlan", "ipvlan")
+
+# Numbers are written one way: ASCII digits, no sign, no "_", no leading zero (int() would take
+# "1_500", "+1500" and Arabic-Indic digits). A parent's VLAN suffix may have leading zeros:
+# vconfig's RAW_PLUS_VID names (eth0.0010) are names users have.
+_DECIMAL: Final = re.compile(r"0|[1-9][0-9]*")
+_VLAN_SUFFIX: Final = re.compile(r"[0-9]+")
+_MAX_DIGITS: Final = 18
+# Option values lose the spaces a command line may leave around them; only ASCII ones, so that
+# "eth0\u2028" is refused as a name rather than read as "eth0".
+_ASCII_SPACE: Final = " \t\n\r\f\v"
+_LISTED: Final = 5  # names quoted in a refusal that lists some (unknown options, aux addresses)
+_LISTED_CHARACTERS: Final = 40
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
@@ -137,6 +153,7 @@ def parse_network(
     """CreateNetwork's options and IPAM data → a validated NetworkConfig, or InvalidOption.
 
     ``node_name`` is this host's name in address plans: ``host_address=@node`` stands for it."""
+    check_id("NetworkID", network_id)
     generic = options.get(LABEL_GENERIC) or {}
     if not isinstance(generic, Mapping):
         raise InvalidOption(f"driver options ({LABEL_GENERIC}) must be a map of strings")
@@ -182,24 +199,33 @@ def _string_options(generic: Mapping[Any, Any]) -> dict[str, str]:
     unknown = []
     for key, value in generic.items():
         if not isinstance(key, str) or not isinstance(value, str):
-            raise InvalidOption(f"driver option {key!r} must have a string value, not {value!r}")
+            raise InvalidOption(
+                f"driver option {shown(key)} must have a string value, not {shown(value)}"
+            )
         if key in KNOWN_OPTIONS:
-            opts[key] = value.strip()
+            opts[key] = value.strip(_ASCII_SPACE)
         elif not key.startswith(DOCKER_OPTION_PREFIX):
             unknown.append(key)
     if unknown:
         raise InvalidOption(
             f"unknown driver option{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(sorted(unknown))}; pymacvlan knows: {', '.join(KNOWN_OPTIONS)}"
+            f"{_listed(sorted(unknown))}; pymacvlan knows: {', '.join(KNOWN_OPTIONS)}"
         )
     return opts
+
+
+def _listed(names: Sequence[str]) -> str:
+    """A few names, quoted and cut; the count of the rest."""
+    shownames = ", ".join(shown(n, _LISTED_CHARACTERS) for n in names[:_LISTED])
+    more = len(names) - _LISTED
+    return f"{shownames} and {more} more" if more > 0 else shownames
 
 
 def _kind(opts: Mapping[str, str]) -> Kind:
     explicit = opts.get(OPT_TYPE, "")
     if explicit:
         if explicit not in KINDS:
-            raise InvalidOption(f"type {explicit!r} is not one of {', '.join(KINDS)}")
+            raise InvalidOption(f"type {shown(explicit)} is not one of {', '.join(KINDS)}")
         return explicit
     # An ipvlan option on its own says what the user wants; macvlan is the default.
     if OPT_IPVLAN_MODE in opts or OPT_IPVLAN_FLAG in opts:
@@ -211,7 +237,7 @@ def _choice(opts: Mapping[str, str], name: str, allowed: Sequence[str]) -> Any:
     value = opts.get(name, "") or allowed[0]
     if value not in allowed:
         raise InvalidOption(
-            f"{name} {value!r} is not one of {', '.join(allowed)} (default {allowed[0]})"
+            f"{name} {shown(value)} is not one of {', '.join(allowed)} (default {allowed[0]})"
         )
     return value
 
@@ -221,6 +247,12 @@ def _check_parent_name(name: str) -> None:
         check_link_name(name)
     except InvalidOption as exc:
         raise InvalidOption(f"parent: {exc}") from None
+
+
+def _derived_name(name: str) -> str:
+    """A name we made from the request: checked like any other, before the kernel sees it."""
+    check_link_name(name)
+    return name
 
 
 def parse_parent(name: str, vlan: str, network_id: str) -> Parent:
@@ -233,33 +265,49 @@ def parse_parent(name: str, vlan: str, network_id: str) -> Parent:
     if not name:
         if vlan:
             raise InvalidOption("option vlan needs a parent: add -o parent=<interface>")
-        return Parent(name=dummy_link_name(network_id), dummy=True)
+        return Parent(name=_derived_name(dummy_link_name(network_id)), dummy=True)
     if name == "lo":
         raise InvalidOption("the loopback interface lo cannot be a parent; name a LAN interface")
-    if vlan:
-        vlan_id = _vlan_id(vlan, f"vlan {vlan!r}")
-        _check_parent_name(name)
-        if "." in name and name.rsplit(".", 1)[1].isdigit():
-            raise InvalidOption(
-                f"parent {name!r} already names a VLAN; use either -o parent={name} or "
-                f"-o parent={name.rsplit('.', 1)[0]} -o vlan={vlan_id}"
-            )
-        return Parent(name=vlan_link_name(name, vlan_id), vlan_base=name, vlan_id=vlan_id)
     _check_parent_name(name)
     base, dot, suffix = name.rpartition(".")
-    if dot and base and suffix.isdigit():
-        return Parent(name=name, vlan_base=base, vlan_id=_vlan_id(suffix, f"parent {name!r}"))
+    names_vlan = bool(dot and base and _VLAN_SUFFIX.fullmatch(suffix))
+    if vlan:
+        vlan_id = _vlan_id(vlan, "vlan", _DECIMAL)
+        if names_vlan:
+            raise InvalidOption(
+                f"parent {name!r} already names a VLAN; use either -o parent={name} or "
+                f"-o parent={base} -o vlan={vlan_id}"
+            )
+        link = _derived_name(vlan_link_name(name, vlan_id))
+        return Parent(name=link, vlan_base=name, vlan_id=vlan_id)
+    if names_vlan:
+        return Parent(name=name, vlan_base=base, vlan_id=_vlan_id(suffix, f"parent {name}"))
     return Parent(name=name)
 
 
-def _vlan_id(text: str, what: str) -> int:
-    try:
-        vid = int(text, 10)
-    except ValueError:
-        raise InvalidOption(f"{what}: VLAN id {text!r} is not a number") from None
+def _number(text: str, form: re.Pattern[str]) -> int | None:
+    """The number ``text`` spells in ``form``, or None. A long run of digits is just too large a
+    number (int() would refuse more than 4300 digits, and need long for fewer)."""
+    if not form.fullmatch(text):
+        return None
+    return int(text) if len(text) <= _MAX_DIGITS else 10**_MAX_DIGITS
+
+
+def _digits(text: str) -> str:
+    """A number that matched its form, for a message: digits only, cut if there are many."""
+    return text if len(text) <= _MAX_DIGITS else f"{text[:_MAX_DIGITS]}... ({len(text)} digits)"
+
+
+def _vlan_id(text: str, what: str, form: re.Pattern[str] = _VLAN_SUFFIX) -> int:
+    vid = _number(text, form)
+    if vid is None:
+        raise InvalidOption(
+            f"{what}: VLAN id {shown(text)} is not a number; write it in ASCII digits, "
+            f"{MIN_VLAN}-{MAX_VLAN}"
+        )
     if not MIN_VLAN <= vid <= MAX_VLAN:
         raise InvalidOption(
-            f"{what}: VLAN id {vid} is out of range; 802.1q ids are {MIN_VLAN}-{MAX_VLAN}"
+            f"{what}: VLAN id {_digits(text)} is out of range; 802.1q ids are {MIN_VLAN}-{MAX_VLAN}"
         )
     return vid
 
@@ -267,25 +315,52 @@ def _vlan_id(text: str, what: str) -> int:
 def _mtu(text: str) -> int | None:
     if not text:
         return None
-    try:
-        mtu = int(text, 10)
-    except ValueError:
-        raise InvalidOption(f"MTU {text!r} ({OPT_MTU}) is not a number") from None
+    mtu = _number(text, _DECIMAL)
+    if mtu is None:
+        raise InvalidOption(
+            f"MTU {shown(text)} ({OPT_MTU}) is not a number; write it in ASCII digits, such as 1500"
+        )
     if not MIN_MTU <= mtu <= MAX_MTU:
-        raise InvalidOption(f"MTU {mtu} ({OPT_MTU}) is out of range {MIN_MTU}-{MAX_MTU}")
+        raise InvalidOption(f"MTU {_digits(text)} ({OPT_MTU}) is out of range {MIN_MTU}-{MAX_MTU}")
     return mtu
 
 
 def _subnet(data: PoolData, family: int) -> Subnet:
-    try:
-        pool = ipaddress.ip_network(data.pool, strict=False)
-        gateway = ipaddress.ip_interface(data.gateway).ip if data.gateway else None
-        aux = {k: ipaddress.ip_interface(v).ip for k, v in data.aux_addresses.items()}
-    except ValueError as exc:
-        raise InvalidOption(f"invalid IPAM data for pool {data.pool!r}: {exc}") from None
+    """One pool of Docker's IPAM data: Docker writes every value as ``address/prefix`` (aux
+    addresses and gateways too), in ASCII, without a zone index."""
+    where = f"invalid IPAM data for pool {shown(data.pool)}"
+    address, prefix = parse_ip(data.pool, where, "pool")
+    if prefix is None:
+        raise InvalidOption(f"{where}: the pool has no prefix length (/24, /64)")
+    pool = ipaddress.ip_network((address, prefix), strict=False)
+    gateway = parse_ip(data.gateway, where, "gateway")[0] if data.gateway else None
+    aux = {
+        k: parse_ip(v, where, f"aux address {shown(k)}")[0] for k, v in data.aux_addresses.items()
+    }
     if pool.version != family:
         raise InvalidOption(f"pool {pool} is not an IPv{family} pool")
     return Subnet(pool=pool, gateway=gateway, aux_addresses=aux)
+
+
+def parse_ip(text: str, where: str, what: str) -> tuple[IPAddress, int | None]:
+    """``192.0.2.1/24`` or ``192.0.2.1`` → the address and the prefix length (or None), strictly:
+    ASCII, no zone index, a prefix length in plain digits. ``where`` starts the message."""
+    if "%" in text:
+        raise InvalidOption(f"{where}: {what} {shown(text)} has a zone index (%...), not allowed")
+    address_text, slash, prefix_text = text.partition("/")
+    try:
+        address = ipaddress.ip_address(address_text)
+    except ValueError:
+        raise InvalidOption(f"{where}: {what} {shown(text)} is not an IP address") from None
+    if not slash:
+        return address, None
+    bits = address.max_prefixlen
+    prefix = _number(prefix_text, _DECIMAL)
+    if prefix is None or prefix > bits:
+        raise InvalidOption(
+            f"{where}: {what} {shown(text)} has no valid prefix length (0-{bits}, ASCII digits)"
+        )
+    return address, prefix
 
 
 def _host_address(value: str, node_name: str) -> str:
@@ -320,8 +395,8 @@ def _check_host_address(config: NetworkConfig) -> None:
     aux = {k: str(v) for s in config.subnets for k, v in s.aux_addresses.items()}
     if config.host_address in aux or config.host_address in aux.values():
         return
-    listed = ", ".join(f"{k}={v}" for k, v in sorted(aux.items())) or "none"
+    listed = _listed([f"{k}={v}" for k, v in sorted(aux.items())]) or "none"
     raise InvalidOption(
-        f"host_address {config.host_address!r} must name an --aux-address of this network "
+        f"host_address {shown(config.host_address)} must name an --aux-address of this network "
         f"(by name or address) so that no container gets it; aux addresses: {listed}"
     )

@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from driver import shim
+from driver.config import parse_ip
 from driver.context import Context
 from driver.errors import Conflict, InvalidOption
-from driver.linkinfo import normalize_mac
+from driver.ids import check_id
+from driver.linkinfo import check_link_name, normalize_mac
 from driver.logs import log
 from driver.mac import stable_mac
 from driver.names import endpoint_link_name
 from driver.network import delete_endpoint_link
-from driver.store import EndpointRecord
+from driver.records import EndpointRecord
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class EndpointRequest:
 
 async def create_endpoint(ctx: Context, req: EndpointRequest) -> str:
     """Record the endpoint; returns the MAC to tell Docker ("" when Docker chose, or ipvlan)."""
+    check_id("EndpointID", req.endpoint_id)
     config = ctx.state.network(req.network_id)
     ipv4, ipv6 = _interfaces(req)
     docker_mac = normalize_mac(req.mac) if req.mac else ""
@@ -44,16 +47,16 @@ async def create_endpoint(ctx: Context, req: EndpointRequest) -> str:
     if config.kind == "macvlan" and not mac:
         seed = str(ipv4.ip) if ipv4 else str(ipv6.ip) if ipv6 else req.endpoint_id
         mac, generated = stable_mac(req.network_id, seed), True
+    existing = ctx.state.endpoints.get(req.endpoint_id)
     record = EndpointRecord(
         endpoint_id=req.endpoint_id,
         network_id=req.network_id,
-        link_name=endpoint_link_name(req.endpoint_id),
+        link_name=existing.link_name if existing is not None else _link_name(ctx, req.endpoint_id),
         mac=mac,
         mac_generated=generated,
         ipv4=ipv4,
         ipv6=ipv6,
     )
-    existing = ctx.state.endpoints.get(req.endpoint_id)
     if existing is not None:
         if existing == record:
             return record.mac if record.mac_generated else ""
@@ -65,15 +68,34 @@ async def create_endpoint(ctx: Context, req: EndpointRequest) -> str:
     return record.mac if generated else ""
 
 
+def _link_name(ctx: Context, endpoint_id: str) -> str:
+    """A name of its own: another endpoint may have the same first 12 characters."""
+    taken = {e.link_name for e in ctx.state.endpoints.values()}
+    name = endpoint_link_name(endpoint_id, taken)
+    check_link_name(name)
+    return name
+
+
 def _interfaces(
     req: EndpointRequest,
 ) -> tuple[ipaddress.IPv4Interface | None, ipaddress.IPv6Interface | None]:
-    try:
-        v4 = ipaddress.IPv4Interface(req.address) if req.address else None
-        v6 = ipaddress.IPv6Interface(req.address_ipv6) if req.address_ipv6 else None
-    except ValueError as exc:
-        raise InvalidOption(f"endpoint address is not valid: {exc}") from None
+    v4 = ipaddress.IPv4Interface(_interface(req.address, 4, "Address")) if req.address else None
+    v6 = (
+        ipaddress.IPv6Interface(_interface(req.address_ipv6, 6, "AddressIPv6"))
+        if req.address_ipv6
+        else None
+    )
     return v4, v6
+
+
+def _interface(text: str, family: int, field: str) -> tuple[str, int]:
+    """Docker's ``192.0.2.5/24``: the address and its subnet's prefix length (without one, the
+    address alone: /32, /128)."""
+    where = f"endpoint address ({field}) is not valid"
+    address, prefix = parse_ip(text, where, "address")
+    if address.version != family:
+        raise InvalidOption(f"{where}: {address} is not an IPv{family} address")
+    return str(address), address.max_prefixlen if prefix is None else prefix
 
 
 async def delete_endpoint(ctx: Context, network_id: str, endpoint_id: str) -> None:
@@ -84,7 +106,7 @@ async def delete_endpoint(ctx: Context, network_id: str, endpoint_id: str) -> No
     config = ctx.state.networks.get(network_id)
     if config is not None:
         await shim.unroute_endpoint(ctx, config, record)
-    await delete_endpoint_link(ctx, record.link_name)
+    await delete_endpoint_link(ctx, record)
     await ctx.commit(ctx.store.delete_endpoint, endpoint_id)
     del ctx.state.endpoints[endpoint_id]
 

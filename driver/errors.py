@@ -10,6 +10,23 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+SHOWN_CHARACTERS = 64  # of a value the request supplied, in a message
+
+
+def shown(value: object, limit: int = SHOWN_CHARACTERS) -> str:
+    """A value from the request, as a message quotes it: ``'eth0'``, escaped like repr(), and cut
+    after ``limit`` characters with its length, so that a hostile megabyte is never echoed."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def shown_character(char: str) -> str:
+    """One character a rule refused, unmistakably: ``'\\x00' (U+0000)``, ``'é' (U+00E9)``; a digit
+    of another script shows its code point too."""
+    return f"{char!r} (U+{ord(char):04X})"
+
 
 class DriverError(Exception):
     """Base of every driver error; ``str(error)`` is the user-facing message."""
@@ -81,6 +98,11 @@ class NotFound(DriverError):
     Not the caller's fault as such: it usually means the plugin's state directory was reset while
     Docker kept its networks.
     """
+
+
+class StoreError(DriverError):
+    """The driver's state file cannot be read or written, or holds what this version cannot
+    read; the message names the file and what to do."""
 
 
 class Conflict(InvalidRequest):

@@ -16,12 +16,13 @@ from driver import announce, shim
 from driver.config import NetworkConfig
 from driver.context import Context
 from driver.endpoint import cancel_announcement
-from driver.errors import DriverError, LinkExists
+from driver.errors import DriverError, InvalidRequest, LinkExists
+from driver.linkinfo import valid_link_name
 from driver.logs import log
-from driver.names import ROLE_ENDPOINT, is_owned, owned_alias
+from driver.names import ROLE_ENDPOINT, endpoint_alias, is_endpoint_link_of, is_owned
 from driver.network import delete_endpoint_link
-from driver.parents import ensure_parent_present
-from driver.store import EndpointRecord
+from driver.parents import check_siblings, ensure_parent_present
+from driver.records import EndpointRecord
 
 CONTAINER_IFNAME_PREFIX = "eth"  # Docker names the link eth0, eth1, ... in the container
 DEFAULT_V4 = "0.0.0.0/0"
@@ -49,7 +50,8 @@ async def join(ctx: Context, network_id: str, endpoint_id: str) -> JoinResult:
     ep = ctx.state.endpoint(network_id, endpoint_id)
     parent = await ensure_parent_present(ctx, config)
     await _clear_stale_link(ctx, ep)
-    alias = owned_alias(ROLE_ENDPOINT, endpoint_id[:12])
+    await check_siblings(ctx, config, parent)
+    alias = endpoint_alias(endpoint_id)
     if config.kind == "macvlan":
         await ctx.links.create_macvlan(
             ep.link_name,
@@ -78,7 +80,13 @@ async def join(ctx: Context, network_id: str, endpoint_id: str) -> JoinResult:
 
 
 async def _clear_stale_link(ctx: Context, ep: EndpointRecord) -> None:
-    """A link of ours under this name is left from an earlier Join Docker never took: remove it."""
+    """A link of this endpoint's from an earlier Join Docker never took, or one of ours that no
+    endpoint owns any more, sits under the name: remove it. Any other link is left alone."""
+    if not valid_link_name(ep.link_name):
+        raise InvalidRequest(
+            f"endpoint {ep.endpoint_id[:12]} was recorded by an older pymacvlan under an ID no "
+            "link can be named after; remove the container and create it again"
+        )
     stale = await ctx.links.get_link(ep.link_name)
     if stale is None:
         return
@@ -87,6 +95,21 @@ async def _clear_stale_link(ctx: Context, ep: EndpointRecord) -> None:
             f"a link named {ep.link_name} already exists on this host and was not made by "
             "pymacvlan; remove or rename it"
         )
+    if not is_endpoint_link_of(stale.alias, ep.endpoint_id):
+        owner = next(
+            (
+                other.endpoint_id
+                for other in ctx.state.endpoints.values()
+                if other.endpoint_id != ep.endpoint_id
+                and is_endpoint_link_of(stale.alias, other.endpoint_id)
+            ),
+            None,
+        )
+        if owner is not None:
+            raise LinkExists(
+                f"a link named {ep.link_name} already exists on this host and belongs to "
+                f"endpoint {owner[:12]}; leave that endpoint first"
+            )
     await ctx.links.delete_link(ep.link_name)
 
 
@@ -151,6 +174,6 @@ async def leave(ctx: Context, network_id: str, endpoint_id: str) -> None:
     if config is not None:
         await shim.unroute_endpoint(ctx, config, ep)
     try:
-        await delete_endpoint_link(ctx, ep.link_name)
+        await delete_endpoint_link(ctx, ep)
     except DriverError as exc:
         log.warning("leave: could not remove the link", link=ep.link_name, error=str(exc))

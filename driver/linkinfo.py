@@ -1,7 +1,7 @@
 """What the link layer reports about a link, and the kernel's rules on names and values.
 
-Pure: no netlink, no disk. It lives apart from driver/netlink.py so that code which only reads link
-facts (the driver's planning, a fake link layer in tests) never imports pyroute2.
+Pure: no netlink, no disk. It lives apart from the link layer (driver/netlink/) so that code which
+only reads link facts (the driver's planning, a fake link layer in tests) never imports pyroute2.
 
 The checks here are the kernel's own rules, applied before a request is sent, so that the user reads
 "interface name X is longer than 15 characters" instead of "ERANGE: Attribute failed policy
@@ -10,10 +10,11 @@ validation".
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from driver.errors import InvalidOption
+from driver.errors import InvalidOption, shown, shown_character
 
 MacvlanMode = Literal["bridge", "private", "vepa", "passthru"]
 IpvlanMode = Literal["l2", "l3", "l3s"]
@@ -29,6 +30,9 @@ MIN_MTU: Final = 68  # ETH_MIN_MTU: the IPv4 minimum (RFC 791); the kernel refus
 MAX_MTU: Final = 65535  # ETH_MAX_MTU
 MIN_VLAN: Final = 1  # IEEE 802.1Q: VID 0 means "priority tag only", 4095 is reserved
 MAX_VLAN: Final = 4094
+
+# Six groups of two hex digits, all separated by ':' or all by '-'.
+_MAC: Final = re.compile(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}")
 
 # Kinds whose IFLA_LINK names the device they are stacked on ("parent", "lower device"). A veth's
 # IFLA_LINK is its peer instead, so it is not a parent-child relation.
@@ -74,15 +78,58 @@ class LinkInfo:
 
 
 def check_link_name(name: str) -> None:
-    """The kernel's dev_valid_name(), so a bad name is refused with a message that names it."""
-    if not name or name in (".", ".."):
-        raise InvalidOption(f"interface name {name!r} is not a valid interface name")
-    if len(name.encode()) > IFNAMSIZ:
-        raise InvalidOption(f"interface name {name} is longer than {IFNAMSIZ} characters")
-    if any(c in "/:" or c.isspace() for c in name):
-        raise InvalidOption(
-            f"interface name {name!r} is not valid: it may not contain '/', ':' or whitespace"
-        )
+    """The kernel's dev_valid_name(), and what the kernel would read differently than we wrote.
+
+    Every interface name we accept (parent, VLAN base) or derive (endpoint, dummy, VLAN, shim
+    links) passes here, so that the name the kernel acts on is the name we checked:
+
+    * empty, ``.``, ``..``, more than IFNAMSIZ bytes, ``/``, ``:`` and whitespace are what
+      dev_valid_name() refuses. Its isspace() is the kernel's Latin-1 table, which includes byte
+      0xA0, a byte of many UTF-8 characters (``à``, Arabic-Indic zero): those are refused too;
+    * a NUL byte ends the name for the kernel (``eth0\\0x`` is ``eth0``) and would slip past every
+      check that compares names, so control and other non-printable characters are refused;
+    * ``%`` makes a name a template (``eth%d``) that the kernel fills in itself.
+    """
+    if not name:
+        raise InvalidOption("interface name is empty")
+    if name in (".", ".."):
+        raise InvalidOption(f"interface name {name!r} is not valid: a name may not be '.' or '..'")
+    for char in name:
+        why = _why_not_in_a_name(char)
+        if why:
+            raise InvalidOption(
+                f"interface name {shown(name)} is not valid: character {shown_character(char)} "
+                f"{why}"
+            )
+    size = len(name.encode())
+    if size > IFNAMSIZ:
+        # Every character is a fine one by now: the name is shown as it is, cut if huge.
+        shown_name = name if len(name) <= 64 else f"{name[:64]}... ({len(name)} characters)"
+        unit = "characters" if size == len(name) else "bytes (in UTF-8)"
+        raise InvalidOption(f"interface name {shown_name} is longer than {IFNAMSIZ} {unit}")
+
+
+def _why_not_in_a_name(char: str) -> str:
+    if char in "/:":
+        return "is not allowed in interface names"
+    if char == "%":
+        return "is not allowed: the kernel reads a name with '%' as a template (eth%d)"
+    if char.isspace() or not char.isprintable():
+        return "is not allowed: interface names have no spaces or control characters"
+    if 0xA0 in char.encode():
+        return "is not allowed: its UTF-8 bytes include 0xA0, which the kernel reads as a space"
+    return ""
+
+
+def valid_link_name(name: str) -> bool:
+    """Whether ``name`` passes check_link_name. A stored name that does not (state written before
+    the checks were this strict) is neither looked up nor deleted: the kernel never had a link of
+    that name, or (a NUL in it) has it under the part before the NUL, which is not ours to guess."""
+    try:
+        check_link_name(name)
+    except InvalidOption:
+        return False
+    return True
 
 
 def check_mtu(mtu: int) -> None:
@@ -102,22 +149,23 @@ def check_vlan_id(vlan_id: int) -> None:
 
 def check_alias(alias: str) -> None:
     if len(alias.encode()) > IFALIASZ:
-        raise InvalidOption(f"interface alias {alias!r} is longer than {IFALIASZ} bytes")
+        raise InvalidOption(f"interface alias {shown(alias)} is longer than {IFALIASZ} bytes")
 
 
 def normalize_mac(mac: str) -> str:
     """``02-42-AC-11-00-02`` → ``02:42:ac:11:00:02``; refuses what a macvlan cannot have.
 
-    The kernel answers EADDRNOTAVAIL for a multicast or all-zero address ("Cannot assign requested
+    Six groups of two ASCII hex digits, separated all by ``:`` or all by ``-``: Python's
+    ``int(..., 16)`` alone would also take ``+2``, `` 2`` and Arabic-Indic digits. The kernel
+    answers EADDRNOTAVAIL for a multicast or all-zero address ("Cannot assign requested
     address"), which does not say which address or why.
     """
-    parts = mac.replace("-", ":").split(":")
-    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
-        raise InvalidOption(f"MAC address {mac!r} is not of the form 02:42:c0:00:02:0a")
-    try:
-        octets = [int(p, 16) for p in parts]
-    except ValueError:
-        raise InvalidOption(f"MAC address {mac!r} is not of the form 02:42:c0:00:02:0a") from None
+    if not _MAC.fullmatch(mac):
+        raise InvalidOption(
+            f"MAC address {shown(mac)} is not of the form 02:42:c0:00:02:0a (six pairs of hex "
+            "digits separated by ':')"
+        )
+    octets = [int(p, 16) for p in re.split("[:-]", mac)]
     if octets[0] & 1:
         raise InvalidOption(f"MAC address {mac} is a multicast address; a link needs a unicast one")
     if not any(octets):

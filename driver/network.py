@@ -12,11 +12,12 @@ from driver import shim
 from driver.config import NetworkConfig
 from driver.context import Context
 from driver.errors import Conflict, DriverError
+from driver.linkinfo import valid_link_name
 from driver.logs import log
-from driver.names import ROLE_ENDPOINT, is_owned
+from driver.names import ROLE_ENDPOINT, is_endpoint_link_of, is_owned
 from driver.parents import delete_owned_if_ours, prepare_parent
+from driver.records import EndpointRecord, OwnedLink
 from driver.state import links_of
-from driver.store import OwnedLink
 
 
 async def create_network(ctx: Context, config: NetworkConfig) -> None:
@@ -59,7 +60,7 @@ async def delete_network(ctx: Context, network_id: str) -> None:
         log.info("delete of an unknown network: nothing to do", network_id=network_id)
         return
     for ep in ctx.state.endpoints_of(network_id):
-        await delete_endpoint_link(ctx, ep.link_name)
+        await delete_endpoint_link(ctx, ep)
         await shim.unroute_endpoint(ctx, config, ep)
     await shim.detach(ctx, config)
     dropped = tuple(
@@ -78,14 +79,61 @@ async def delete_network(ctx: Context, network_id: str) -> None:
     log.info("network deleted", network_id=network_id, deleted_links=list(dropped))
 
 
-async def delete_endpoint_link(ctx: Context, name: str) -> None:
-    """Remove an endpoint's sub-interface if it is (back) in the host namespace and ours."""
-    link = await ctx.links.get_link(name)
+async def delete_endpoint_link(ctx: Context, ep: EndpointRecord) -> None:
+    """Remove an endpoint's sub-interface if it is (back) in the host namespace and its own.
+
+    Its own: the link's alias names this endpoint (driver.names.is_endpoint_link_of). A link of
+    another endpoint under the same name, or one that is not ours, is left alone.
+    """
+    if not valid_link_name(ep.link_name):
+        # Recorded by an older version that took any endpoint ID: no link has this name, so
+        # there is nothing to delete, and the endpoint must still be forgotten. (A link the kernel
+        # made under the part before a NUL is swept at the next start: no record owns it.)
+        log.warning("endpoint link name is not valid: no such link", endpoint_id=ep.endpoint_id)
+        return
+    link = await ctx.links.get_link(ep.link_name)
     if link is None:
         return
-    if not is_owned(link.alias, ROLE_ENDPOINT):
-        log.warning("not deleting a link that is not ours", link=name, alias=link.alias)
+    if not is_endpoint_link_of(link.alias, ep.endpoint_id):
+        log.warning(
+            "not deleting a link that is not this endpoint's",
+            link=ep.link_name,
+            endpoint_id=ep.endpoint_id,
+            alias=link.alias,
+        )
         return
+    await _delete_endpoint_link(ctx, ep.link_name)
+
+
+async def delete_orphan_endpoint_links(ctx: Context) -> None:
+    """At start-up: delete the endpoint links no endpoint record owns (a crash between creating a
+    link and recording it, or between forgetting an endpoint and deleting its link)."""
+    owners: dict[str, list[str]] = {}
+    for ep in ctx.state.endpoints.values():
+        owners.setdefault(ep.link_name, []).append(ep.endpoint_id)
+    for link in await ctx.links.list_links():
+        if not is_owned(link.alias, ROLE_ENDPOINT):
+            continue
+        if any(is_endpoint_link_of(link.alias, e) for e in owners.get(link.name, ())):
+            continue
+        log.info("deleting an endpoint link no endpoint owns", link=link.name, alias=link.alias)
+        await _delete_endpoint_link(ctx, link.name)
+
+
+async def forget_impossible_links(ctx: Context) -> None:
+    """At start-up: forget owned links whose names no link can have.
+
+    An older version took any network ID, and a NUL byte in one passed its checks (the kernel
+    named the dummy parent after the part before the NUL). Such a record can be neither found
+    nor made again; kept, it would fail every start and every delete of its network.
+    """
+    for name in [n for n in ctx.state.owned if not valid_link_name(n)]:
+        log.warning("forgetting an owned link whose name is not valid", link=name)
+        await ctx.commit(ctx.store.delete_owned_link, name)
+        del ctx.state.owned[name]
+
+
+async def _delete_endpoint_link(ctx: Context, name: str) -> None:
     try:
         await ctx.links.delete_link(name)
     except DriverError as exc:

@@ -14,14 +14,16 @@ The rules (moby's drivers, with their rough edges fixed):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from driver.config import NetworkConfig, Parent
 from driver.context import Context
 from driver.errors import DriverError, InvalidOption, LinkError, ParentNotFound
 from driver.linkinfo import LinkInfo
 from driver.logs import log
-from driver.names import ROLE_DUMMY, ROLE_VLAN, is_owned, owned_alias
-from driver.sharing import ForeignLink, check_parent_sharing
-from driver.store import OwnedLink
+from driver.names import ROLE_DUMMY, ROLE_ENDPOINT, ROLE_VLAN, is_owned, owned_alias
+from driver.records import OwnedLink
+from driver.sharing import ParentUser, check_sharing, link_user, network_user
 
 
 def owned_record(parent: Parent) -> OwnedLink:
@@ -92,12 +94,15 @@ async def prepare_parent(ctx: Context, config: NetworkConfig) -> tuple[LinkInfo,
             raise ParentNotFound(f"parent interface {parent.name} does not exist on this host")
     try:
         check_parent(config, link)
-        foreign = [
-            ForeignLink(c.name, c.kind or "", c.macvlan_mode or c.ipvlan_mode or "")
-            for c in await ctx.links.list_children(link.index)
-            if c.kind in ("macvlan", "ipvlan") and not is_owned(c.alias)
+        # Our links on the parent belong to the networks compared here (or to none any more).
+        others = [
+            network_user(other)
+            for other in ctx.state.networks.values()
+            if other.parent.name == parent.name and other.network_id != config.network_id
         ]
-        check_parent_sharing(config, ctx.state.networks.values(), foreign)
+        children = await ctx.links.list_children(link.index)
+        others += _link_users(children, skip=lambda child: is_owned(child.alias))
+        check_sharing(parent.name, network_user(config), others)
     except DriverError:
         if created is not None:
             await ctx.links.delete_link(created.name)
@@ -140,6 +145,37 @@ def check_parent(config: NetworkConfig, link: LinkInfo, *, joining: bool = False
             f"MTU {config.mtu} is larger than the MTU of parent {name} ({link.mtu}); "
             f"a {config.kind} link cannot exceed its parent's MTU"
         )
+
+
+async def check_siblings(ctx: Context, config: NetworkConfig, parent: LinkInfo) -> None:
+    """Before a link of ``config`` is made on ``parent``: the links on it now must allow it.
+
+    The rule held when the network was created, but links made since by hand or by another program
+    may break it, and the kernel would refuse the new link without saying why, or (ipvlan in
+    another mode) silently switch them. This network's own endpoint links are not counted: they
+    are this network, in its mode. Links inside containers are invisible here; the kernel still
+    has the last word over those.
+    """
+    own = {ep.link_name for ep in ctx.state.endpoints_of(config.network_id)}
+
+    def ours(link: LinkInfo) -> bool:
+        return link.name in own and is_owned(link.alias, ROLE_ENDPOINT)
+
+    siblings = _link_users(await ctx.links.list_children(parent.index), skip=ours)
+    check_sharing(config.parent.name, network_user(config), siblings)
+
+
+def _link_users(children: list[LinkInfo], skip: Callable[[LinkInfo], bool]) -> list[ParentUser]:
+    users = []
+    for child in children:
+        user = None if skip(child) else link_user(child, _maker(child))
+        if user is not None:
+            users.append(user)
+    return users
+
+
+def _maker(link: LinkInfo) -> str:
+    return "made by pymacvlan" if is_owned(link.alias) else "not made by pymacvlan"
 
 
 async def ensure_parent_present(ctx: Context, config: NetworkConfig) -> LinkInfo:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,9 +21,8 @@ from driver.endpoint import EndpointRequest
 from driver.joinleave import JoinResult
 from driver.links import Links
 from driver.logs import log
-from driver.names import ROLE_ENDPOINT, is_owned
 from driver.state import State
-from driver.store import SqliteDriverStore, open_store
+from driver.store import FileSummary, SqliteDriverStore, StateFiles, open_store
 
 T = TypeVar("T")
 
@@ -38,21 +38,42 @@ class NetworkDriver:
 
     @classmethod
     def open(
-        cls, links: Links, state_dir: Path, settings: DriverSettings | None = None
+        cls,
+        links: Links,
+        state_dir: Path,
+        files: StateFiles,
+        settings: DriverSettings | None = None,
     ) -> NetworkDriver:
-        return cls(links, open_store(state_dir), settings)
+        """A driver on ``state_dir/driver.sqlite3``, opened by `load()` through ``files`` (the
+        daemon's state-file policy)."""
+        return cls(links, open_store(state_dir, files), settings)
+
+    async def probe(self) -> FileSummary:
+        """What the state file holds, read without creating it (the daemon's start-up check)."""
+        return await self._ctx.commit(self._ctx.store.probe)
+
+    def endpoint_addresses(
+        self,
+    ) -> list[tuple[str, str, ipaddress.IPv4Interface | ipaddress.IPv6Interface]]:
+        """(network ID, endpoint ID, address) of every loaded endpoint address, for the
+        daemon's start-up comparison with the IPAM state."""
+        return [
+            (ep.network_id, ep.endpoint_id, address)
+            for ep in self._ctx.state.endpoints.values()
+            for address in (ep.ipv4, ep.ipv6)
+            if address is not None
+        ]
 
     async def load(self) -> None:
-        """Read the store, recreate owned links that vanished, remove stale endpoint links."""
+        """Open and read the store, recreate owned links that vanished, remove stale endpoint
+        links."""
         async with self._lock:
             ctx = self._ctx
             ctx.state = State.from_store(await ctx.commit(ctx.store.load))
+            await network.forget_impossible_links(ctx)
             await parents.restore_owned_links(ctx)
             await shim.restore(ctx)
-            known = {ep.link_name for ep in ctx.state.endpoints.values()}
-            for link in await ctx.links.list_links():
-                if is_owned(link.alias, ROLE_ENDPOINT) and link.name not in known:
-                    await network.delete_endpoint_link(ctx, link.name)
+            await network.delete_orphan_endpoint_links(ctx)
             log.info(
                 "driver state loaded",
                 networks=len(ctx.state.networks),

@@ -1,13 +1,20 @@
-"""Which networks may share a parent link, decided before the kernel is asked.
+"""Which networks and links may share a parent: one rule, checked before the kernel is asked.
 
 The kernel answers a forbidden combination with a bare EBUSY or EINVAL that tells the user nothing,
-so every rule is checked up front and the refusal names both sides of the conflict:
+or for ipvlan not at all: a link in another mode is accepted and switches the links already on the
+parent to it. So the rule is checked first, by ``check_sharing``, in both places that need it:
+when a network is created (against the other networks on the parent and the links already on it,
+``driver.parents.prepare_parent``) and when a container joins (against the links on the parent at
+that moment, which may have come since, ``driver.parents.check_siblings``). The refusal names both
+sides. The rule:
 
-* any number of macvlan networks in bridge/private/vepa mode may share a parent (as in Docker);
-* passthru gives one macvlan the whole parent: it shares with nothing;
+* any number of macvlan users in bridge, private or vepa mode may share a parent (as in Docker);
+* passthru gives one macvlan link the whole parent: it shares with nothing;
 * macvlan and ipvlan cannot hang off one parent (the kernel claims the parent for one of them);
-* ipvlan networks may share a parent only with the same mode and flag: the kernel keeps one mode
-  per parent, and a second network with another mode would silently switch the first one.
+* ipvlan users may share a parent only with the same mode and flag: the kernel keeps one per
+  parent, and a second one would silently switch the first.
+
+Pure: no netlink, no state.
 """
 
 from __future__ import annotations
@@ -15,77 +22,88 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from driver.config import NetworkConfig
-from driver.errors import ParentBusy as ParentConflict
+from driver.config import Kind, NetworkConfig
+from driver.errors import ParentBusy
+from driver.linkinfo import IpvlanFlag, IpvlanMode, LinkInfo, MacvlanMode
 
 
-@dataclass(frozen=True)
-class ForeignLink:
-    """A macvlan/ipvlan link on the parent that is not one of ours (made by hand or by Docker)."""
+@dataclass(frozen=True, slots=True)
+class ParentUser:
+    """One user of a parent: a network of ours, or a macvlan/ipvlan link found on it.
 
-    name: str
-    kind: str
-    mode: str = ""
+    A mode the kernel reported and this code does not know (macvlan "source") is None: it equals
+    no mode we ask for.
+    """
+
+    who: str  # "network 0123456789ab", "link iv0"
+    kind: Kind
+    macvlan_mode: MacvlanMode | None = None
+    ipvlan_mode: IpvlanMode | None = None
+    ipvlan_flag: IpvlanFlag | None = None
+    note: str = ""  # "not made by pymacvlan"
+
+    @property
+    def mode(self) -> str:
+        """``macvlan bridge``, ``ipvlan l2/private``, as ``NetworkConfig.mode`` words it."""
+        if self.kind == "macvlan":
+            return f"macvlan {self.macvlan_mode or 'in another mode'}"
+        return f"ipvlan {self.ipvlan_mode or '?'}/{self.ipvlan_flag or '?'}"
+
+    def __str__(self) -> str:
+        return f"{self.who} ({self.mode}{', ' + self.note if self.note else ''})"
 
 
-def check_parent_sharing(
-    new: NetworkConfig,
-    existing: Iterable[NetworkConfig],
-    foreign: Iterable[ForeignLink] = (),
-) -> None:
-    parent = new.parent.name
-    for other in existing:
-        if other.network_id == new.network_id or other.parent.name != parent:
-            continue
-        _check_pair(new, f"network {_short(other.network_id)} ({other.mode})", other)
-    for link in foreign:
-        _check_foreign(new, link)
+def network_user(config: NetworkConfig) -> ParentUser:
+    if config.kind == "macvlan":
+        return ParentUser(f"network {config.network_id[:12]}", "macvlan", config.macvlan_mode)
+    return ParentUser(
+        f"network {config.network_id[:12]}",
+        "ipvlan",
+        ipvlan_mode=config.ipvlan_mode,
+        ipvlan_flag=config.ipvlan_flag,
+    )
 
 
-def _check_pair(new: NetworkConfig, who: str, other: NetworkConfig) -> None:
-    parent = new.parent.name
+def link_user(link: LinkInfo, note: str = "") -> ParentUser | None:
+    """The link as a user of its parent; None for kinds the rule does not concern (VLAN links)."""
+    if link.kind == "macvlan":
+        return ParentUser(f"link {link.name}", "macvlan", link.macvlan_mode, note=note)
+    if link.kind == "ipvlan":
+        return ParentUser(
+            f"link {link.name}",
+            "ipvlan",
+            ipvlan_mode=link.ipvlan_mode,
+            ipvlan_flag=link.ipvlan_flag,
+            note=note,
+        )
+    return None
+
+
+def check_sharing(parent: str, new: ParentUser, others: Iterable[ParentUser]) -> None:
+    """Raise ``ParentBusy`` naming ``new`` and the first of ``others`` it cannot share with."""
+    for other in others:
+        _check_pair(parent, new, other)
+
+
+def _check_pair(parent: str, new: ParentUser, other: ParentUser) -> None:
+    refused = f"{new} cannot use parent {parent}"
     if new.kind != other.kind:
-        raise ParentConflict(
-            f"parent {parent} is already used by {who}: macvlan and ipvlan cannot share a "
-            f"parent (the kernel gives it to one of them); use another parent or VLAN"
+        raise ParentBusy(
+            f"{refused}: it already has {other}, and macvlan and ipvlan cannot share a parent "
+            "(the kernel gives it to one of them); use another parent or VLAN"
         )
     if new.kind == "macvlan":
         if new.macvlan_mode == "passthru":
-            raise ParentConflict(
-                f"macvlan_mode passthru needs parent {parent} for itself, but {who} uses it"
+            raise ParentBusy(
+                f"{refused}: macvlan_mode passthru needs the parent for itself, but it already "
+                f"has {other}"
             )
         if other.macvlan_mode == "passthru":
-            raise ParentConflict(
-                f"parent {parent} is taken by {who}, which allows no other network on it"
-            )
+            raise ParentBusy(f"{refused}: it is taken by {other}, which allows no other link on it")
         return
     if (new.ipvlan_mode, new.ipvlan_flag) != (other.ipvlan_mode, other.ipvlan_flag):
-        raise ParentConflict(
-            f"parent {parent} is used by {who}; ipvlan networks on one parent must have the "
-            f"same ipvlan_mode and ipvlan_flag (the kernel keeps one per parent), "
-            f"but this one asks for {new.mode}"
+        raise ParentBusy(
+            f"{refused}: it already has {other}; ipvlan users of one parent must have the same "
+            "ipvlan_mode and ipvlan_flag (the kernel keeps one per parent and would switch the "
+            "others to the new one)"
         )
-
-
-def _check_foreign(new: NetworkConfig, link: ForeignLink) -> None:
-    parent = new.parent.name
-    who = f"{link.kind} link {link.name} (not made by pymacvlan)"
-    if link.kind != new.kind:
-        raise ParentConflict(
-            f"parent {parent} already has {who}: macvlan and ipvlan cannot share a parent; "
-            f"remove it or use another parent"
-        )
-    if new.kind == "macvlan" and (new.macvlan_mode == "passthru" or link.mode == "passthru"):
-        raise ParentConflict(
-            f"parent {parent} already has {who}; macvlan_mode passthru allows only one "
-            f"macvlan link on a parent"
-        )
-    if new.kind == "ipvlan" and link.mode and link.mode != new.ipvlan_mode:
-        raise ParentConflict(
-            f"parent {parent} already has {who} in mode {link.mode}; the kernel keeps one "
-            f"ipvlan mode per parent, so this network cannot use {new.ipvlan_mode}"
-        )
-
-
-def _short(network_id: str) -> str:
-    return network_id[:12]

@@ -28,7 +28,8 @@ from driver.errors import DriverError, LinkError
 from driver.logs import log
 from driver.mac import stable_mac
 from driver.names import ROLE_SHIM, is_owned, owned_alias, shim_link_name
-from driver.store import EndpointRecord, OwnedLink
+from driver.parents import check_siblings
+from driver.records import EndpointRecord, OwnedLink
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -48,15 +49,15 @@ def shim_record(config: NetworkConfig) -> OwnedLink:
     """The shim of ``config``'s parent: a sibling of the containers, in their mode (the modes
     that isolate siblings are refused with host_address by driver.config)."""
     parent = config.parent.name
-    mode: str = config.macvlan_mode
-    if config.kind == "ipvlan":
-        mode = f"{config.ipvlan_mode}/{config.ipvlan_flag}"
+    macvlan = config.kind == "macvlan"
     return OwnedLink(
         name=shim_link_name(parent),
         kind=config.kind,
         alias=owned_alias(ROLE_SHIM, parent),
         base=parent,
-        mode=mode,
+        macvlan_mode=config.macvlan_mode if macvlan else None,
+        ipvlan_mode=None if macvlan else config.ipvlan_mode,
+        ipvlan_flag=None if macvlan else config.ipvlan_flag,
     )
 
 
@@ -66,17 +67,16 @@ async def create_shim_link(ctx: Context, link: OwnedLink) -> None:
         await ctx.links.create_macvlan(
             link.name,
             link.base,
-            link.mode,  # type: ignore[arg-type]  # stored from a validated config
+            link.macvlan_mode or "bridge",
             mac=stable_mac("shim", link.base),
             alias=link.alias,
         )
     else:
-        mode, flag = link.mode.split("/")
         await ctx.links.create_ipvlan(
             link.name,
             link.base,
-            mode,  # type: ignore[arg-type]  # stored from a validated config
-            flag,  # type: ignore[arg-type]
+            link.ipvlan_mode or "l2",
+            link.ipvlan_flag or "bridge",
             alias=link.alias,
         )
     try:
@@ -166,10 +166,6 @@ async def unroute_endpoint(ctx: Context, config: NetworkConfig, ep: EndpointReco
             log.warning("could not remove a shim route", route=route, error=str(exc))
 
 
-def is_shim(link: OwnedLink) -> bool:
-    return link.kind in ("macvlan", "ipvlan")
-
-
 async def restore(ctx: Context) -> None:
     """At start-up: every network with a host address has its shim, address and routes."""
     for config in ctx.state.networks.values():
@@ -180,6 +176,9 @@ async def restore(ctx: Context) -> None:
         try:
             current = await ctx.links.get_link(record.name)
             if current is None:
+                parent = await ctx.links.get_link(config.parent.name)
+                if parent is not None:  # if it is missing, creating the shim says so
+                    await check_siblings(ctx, config, parent)
                 await create_shim_link(ctx, record)
             elif not is_owned(current.alias, ROLE_SHIM):
                 log.warning("a link named like our shim is not ours; leaving it", link=record.name)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from driver.config import NetworkConfig
 from driver.errors import NotFound
 from driver.names import shim_link_name
-from driver.store import DriverState, EndpointRecord, OwnedLink
+from driver.records import DriverState, EndpointRecord, OwnedLink
 
 
 @dataclass

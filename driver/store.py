@@ -1,28 +1,48 @@
 """The driver's durable state: networks, endpoints and the links the plugin owns, in SQLite.
 
 Docker never sends CreateNetwork again after it (or the plugin) restarts, so every network lives
-here from the moment CreateNetwork succeeds until DeleteNetwork. Each method is one transaction
-(WAL journal, ``synchronous=FULL``): when it returns, the change survives a crash or a power cut.
-The driver calls these methods from a worker thread, one at a time, under its own lock.
+here from the moment CreateNetwork succeeds until DeleteNetwork. Each method is one transaction:
+when it returns, the change survives a crash or a power cut. How the file is created, opened,
+migrated and written (owner-only, WAL, ``synchronous=FULL``, schema versions, one-line errors) is
+the daemon's one policy for every state file, handed in as `StateFiles` (plugin/state_files.py);
+this module declares only its schema and what it reads and writes. The file is opened by the
+first call (`probe` never creates it), not by the constructor. The driver calls these methods
+from a worker thread, one at a time, under its own lock.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol, TypeVar
 
-from driver.config import NetworkConfig, Parent, Subnet
-from driver.errors import DriverError
+from driver.config import NetworkConfig
+from driver.errors import DriverError, StoreError
+from driver.records import (
+    DriverState,
+    EndpointRecord,
+    OwnedLink,
+    endpoint_from_json,
+    endpoint_to_json,
+    network_from_json,
+    network_to_json,
+    owned_link_from_json,
+    owned_link_to_json,
+)
+
+__all__ = ["FileSummary", "SqliteDriverStore", "StateFiles", "StoreError", "open_store"]
+
+_Record = TypeVar("_Record")
 
 SCHEMA_VERSION = 1
+FILE_NAME = "driver.sqlite3"
 
-_SCHEMA = """
+# Version 1, as the first releases wrote it (IF NOT EXISTS: they could leave these tables behind
+# with user_version still 0).
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS networks (
     network_id TEXT PRIMARY KEY,
     config     TEXT NOT NULL
@@ -40,84 +60,113 @@ CREATE TABLE IF NOT EXISTS owned_links (
 );
 """
 
+# _MIGRATIONS[n] turns schema version n into n + 1 (the policy runs each in one transaction).
+_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
 
-class StoreError(DriverError):
-    """The state directory cannot be read or written."""
+
+def damaged_record(path: Path, detail: str) -> str:
+    return (
+        f"{path} holds a record pymacvlan cannot read ({detail}): the file is damaged; restore "
+        "the file from a backup, or move it aside to start over (then remove the old networks "
+        "with docker network rm); see docs/install.md#troubleshooting"
+    )
+
+
+class StateFile(Protocol):
+    """One open state file, as the daemon's state-file policy hands it out."""
+
+    @property
+    def blank(self) -> str | None:
+        """From `peek`: why the file holds nothing ("is missing", "is empty (0 bytes)")."""
+        ...
+
+    @property
+    def state_id(self) -> str | None: ...
+
+    def read(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def close(self) -> None: ...
+
+
+class StateFiles(Protocol):
+    """The daemon's policy for its state files (plugin/state_files.py); errors come back as
+    ``error(one line naming the file and what to do)``."""
+
+    def open(
+        self,
+        path: Path,
+        *,
+        version: int,
+        migrations: Mapping[int, str],
+        error: Callable[[str], Exception],
+    ) -> StateFile: ...
+
+    def peek(self, path: Path, *, version: int, error: Callable[[str], Exception]) -> StateFile: ...
 
 
 @dataclass(frozen=True)
-class EndpointRecord:
-    endpoint_id: str
-    network_id: str
-    link_name: str
-    mac: str = ""  # the MAC the link gets ("" → the kernel's choice, ipvlan: the parent's)
-    mac_generated: bool = False  # we chose it (and told Docker), rather than Docker
-    ipv4: ipaddress.IPv4Interface | None = None
-    ipv6: ipaddress.IPv6Interface | None = None
+class FileSummary:
+    """What the state file holds, read without creating it: the daemon compares the driver's and
+    the IPAM's files before it opens either (plugin/state_check.py)."""
 
-
-@dataclass(frozen=True)
-class OwnedLink:
-    """A link the plugin created and may delete: enough to recreate it after a reboot."""
-
-    name: str
-    kind: str  # "vlan" | "dummy" | "bridge" | "macvlan" | "ipvlan" (shims)
-    alias: str
-    base: str = ""  # the VLAN's (or shim's) parent
-    vlan_id: int = 0
-    mode: str = ""  # shim: macvlan/ipvlan mode
-
-
-@dataclass(frozen=True)
-class DriverState:
-    networks: tuple[NetworkConfig, ...]
-    endpoints: tuple[EndpointRecord, ...]
-    owned_links: tuple[OwnedLink, ...]
+    file: str
+    blank: str | None  # why it holds nothing at all; None: it is a state file
+    state_id: str | None
+    holds: tuple[tuple[str, int], ...]  # ("network", 2), ("endpoint", 3)
 
 
 class SqliteDriverStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, files: StateFiles) -> None:
         self.path = path
-        try:
-            # The driver serialises all access and hops between worker threads.
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            # CREATE ... IF NOT EXISTS is idempotent; executescript commits on its own.
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the driver state {path}: {exc}") from exc
+        self._files = files
+        self._file: StateFile | None = None
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _open(self) -> StateFile:
+        if self._file is None:
+            self._file = self._files.open(
+                self.path, version=SCHEMA_VERSION, migrations=_MIGRATIONS, error=StoreError
+            )
+        return self._file
+
+    def probe(self) -> FileSummary:
+        peeked = self._files.peek(self.path, version=SCHEMA_VERSION, error=StoreError)
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the driver state {self.path}: {exc}") from exc
+            if peeked.blank is not None:
+                return FileSummary(str(self.path), peeked.blank, None, ())
+            with peeked.read() as db:
+                networks = db.execute("SELECT count(*) FROM networks").fetchone()[0]
+                endpoints = db.execute("SELECT count(*) FROM endpoints").fetchone()[0]
+            holds = (("network", int(networks)), ("endpoint", int(endpoints)))
+            return FileSummary(str(self.path), None, peeked.state_id, holds)
+        finally:
+            peeked.close()
 
     def load(self) -> DriverState:
-        try:
-            nets = self._db.execute("SELECT config FROM networks").fetchall()
-            eps = self._db.execute("SELECT record FROM endpoints").fetchall()
-            links = self._db.execute("SELECT record FROM owned_links").fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the driver state {self.path}: {exc}") from exc
+        with self._open().read() as db:  # one consistent read of the three tables
+            nets = db.execute("SELECT config FROM networks").fetchall()
+            eps = db.execute("SELECT record FROM endpoints").fetchall()
+            links = db.execute("SELECT record FROM owned_links").fetchall()
         return DriverState(
-            networks=tuple(network_from_json(r[0]) for r in nets),
-            endpoints=tuple(endpoint_from_json(r[0]) for r in eps),
-            owned_links=tuple(OwnedLink(**json.loads(r[0])) for r in links),
+            networks=tuple(self._decoded("network", network_from_json, r[0]) for r in nets),
+            endpoints=tuple(self._decoded("endpoint", endpoint_from_json, r[0]) for r in eps),
+            owned_links=tuple(
+                self._decoded("owned link", owned_link_from_json, r[0]) for r in links
+            ),
         )
 
+    def _decoded(self, what: str, decode: Callable[[str], _Record], text: str) -> _Record:
+        """One stored record, or one line saying the file is damaged (a record written by this
+        code always decodes: one that does not was changed by something else)."""
+        try:
+            return decode(text)
+        except (ValueError, KeyError, TypeError, AttributeError, DriverError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:200]
+            raise StoreError(damaged_record(self.path, f"a {what}: {reason}")) from exc
+
     def put_network(self, config: NetworkConfig, new_links: tuple[OwnedLink, ...] = ()) -> None:
-        with self._transaction() as db:
+        with self._open().write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO networks VALUES (?, ?)",
                 (config.network_id, network_to_json(config)),
@@ -125,119 +174,35 @@ class SqliteDriverStore:
             for link in new_links:
                 db.execute(
                     "INSERT OR REPLACE INTO owned_links VALUES (?, ?)",
-                    (link.name, json.dumps(link.__dict__)),
+                    (link.name, owned_link_to_json(link)),
                 )
 
     def delete_network(self, network_id: str, dropped_links: tuple[str, ...] = ()) -> None:
-        with self._transaction() as db:
+        with self._open().write() as db:
             db.execute("DELETE FROM networks WHERE network_id = ?", (network_id,))
             db.executemany("DELETE FROM owned_links WHERE name = ?", [(n,) for n in dropped_links])
 
-    def put_owned_link(self, link: OwnedLink) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO owned_links VALUES (?, ?)",
-                (link.name, json.dumps(link.__dict__)),
-            )
-
     def delete_owned_link(self, name: str) -> None:
-        with self._transaction() as db:
+        with self._open().write() as db:
             db.execute("DELETE FROM owned_links WHERE name = ?", (name,))
 
     def put_endpoint(self, record: EndpointRecord) -> None:
-        with self._transaction() as db:
+        with self._open().write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO endpoints VALUES (?, ?, ?)",
                 (record.endpoint_id, record.network_id, endpoint_to_json(record)),
             )
 
     def delete_endpoint(self, endpoint_id: str) -> None:
-        with self._transaction() as db:
+        with self._open().write() as db:
             db.execute("DELETE FROM endpoints WHERE endpoint_id = ?", (endpoint_id,))
 
     def close(self) -> None:
-        self._db.close()
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
 
 
-def network_to_json(c: NetworkConfig) -> str:
-    return json.dumps(
-        {
-            "network_id": c.network_id,
-            "kind": c.kind,
-            "parent": c.parent.__dict__,
-            "macvlan_mode": c.macvlan_mode,
-            "ipvlan_mode": c.ipvlan_mode,
-            "ipvlan_flag": c.ipvlan_flag,
-            "mtu": c.mtu,
-            "internal": c.internal,
-            "host_address": c.host_address,
-            "ipv4": [_subnet_to_dict(s) for s in c.ipv4],
-            "ipv6": [_subnet_to_dict(s) for s in c.ipv6],
-        },
-        sort_keys=True,
-    )
-
-
-def network_from_json(text: str) -> NetworkConfig:
-    d = json.loads(text)
-    return NetworkConfig(
-        network_id=d["network_id"],
-        kind=d["kind"],
-        parent=Parent(**d["parent"]),
-        macvlan_mode=d["macvlan_mode"],
-        ipvlan_mode=d["ipvlan_mode"],
-        ipvlan_flag=d["ipvlan_flag"],
-        mtu=d["mtu"],
-        internal=d["internal"],
-        host_address=d.get("host_address", ""),
-        ipv4=tuple(_subnet_from_dict(s) for s in d["ipv4"]),
-        ipv6=tuple(_subnet_from_dict(s) for s in d["ipv6"]),
-    )
-
-
-def _subnet_to_dict(s: Subnet) -> dict[str, Any]:
-    return {
-        "pool": str(s.pool),
-        "gateway": str(s.gateway) if s.gateway else "",
-        "aux": {k: str(v) for k, v in s.aux_addresses.items()},
-    }
-
-
-def _subnet_from_dict(d: dict[str, Any]) -> Subnet:
-    return Subnet(
-        pool=ipaddress.ip_network(d["pool"]),
-        gateway=ipaddress.ip_address(d["gateway"]) if d["gateway"] else None,
-        aux_addresses={k: ipaddress.ip_address(v) for k, v in d["aux"].items()},
-    )
-
-
-def endpoint_to_json(r: EndpointRecord) -> str:
-    return json.dumps(
-        {
-            "endpoint_id": r.endpoint_id,
-            "network_id": r.network_id,
-            "link_name": r.link_name,
-            "mac": r.mac,
-            "mac_generated": r.mac_generated,
-            "ipv4": str(r.ipv4) if r.ipv4 else "",
-            "ipv6": str(r.ipv6) if r.ipv6 else "",
-        },
-        sort_keys=True,
-    )
-
-
-def endpoint_from_json(text: str) -> EndpointRecord:
-    d = json.loads(text)
-    return EndpointRecord(
-        endpoint_id=d["endpoint_id"],
-        network_id=d["network_id"],
-        link_name=d["link_name"],
-        mac=d["mac"],
-        mac_generated=d["mac_generated"],
-        ipv4=ipaddress.IPv4Interface(d["ipv4"]) if d["ipv4"] else None,
-        ipv6=ipaddress.IPv6Interface(d["ipv6"]) if d["ipv6"] else None,
-    )
-
-
-def open_store(state_dir: Path) -> SqliteDriverStore:
-    return SqliteDriverStore(state_dir / "driver.sqlite3")
+def open_store(state_dir: Path, files: StateFiles) -> SqliteDriverStore:
+    """The store on ``state_dir/driver.sqlite3``; the file is opened by the first call."""
+    return SqliteDriverStore(state_dir / FILE_NAME, files)

@@ -3,7 +3,10 @@
 Rule: everything past this module works on plain ints (an IPv4 or IPv6 address is its 32- or
 128-bit number) plus a family; text is parsed once here, strictly, and formatted once here.
 A subnet with host bits set is refused with its canonical form in the message, because silently
-masking would give the user a different network than the one they typed.
+masking would give the user a different network than the one they typed. Strictly means one
+spelling: ASCII digits only, a prefix length in plain digits (not ``/024``, ``/+24`` nor a
+netmask), no zone index (``2001:db8::%eth0/64`` names no network), and only ASCII spaces stripped
+from around a value. Values are quoted in messages through `ipam.errors.shown`, never whole.
 
 Accepted range syntax (for `range.<node>=`, `exclude=`): a CIDR (`192.0.2.64/26`), a dash range
 (`192.0.2.10-192.0.2.49`) or a single address (`192.0.2.7`). A dash range whose ends are of
@@ -13,12 +16,20 @@ different families, or whose start is after its end, is refused.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Final
 
-from ipam.errors import InvalidRequest
+from ipam.errors import InvalidRequest, shown
 from ipam.intervals import IntervalSet
+
+# What is stripped from around a value a user typed (str.strip() alone would also take
+# U+2028, U+00A0 and their kin).
+ASCII_SPACE: Final = " \t\n\r\f\v"
+# A number as a user writes it: ASCII digits, no sign, no "_", no leading zero.
+DECIMAL: Final = re.compile(r"0|[1-9][0-9]*")
 
 
 class Family(IntEnum):
@@ -58,15 +69,18 @@ def address_to_int(family: Family, text: str) -> int:
 
 def parse_address(text: str, *, what: str = "address") -> tuple[Family, int]:
     """Parse a user-supplied address; refuse anything that is not one plain address."""
-    candidate = text.strip()
-    try:
-        ip = ipaddress.ip_address(candidate)
-    except ValueError:
-        raise InvalidRequest(f"invalid {what} {text!r}: not an IPv4 or IPv6 address") from None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
-        raise InvalidRequest(f"invalid {what} {text!r}: a zone index (%...) is not allowed here")
+    ip = _ip(text.strip(ASCII_SPACE), f"invalid {what} {shown(text)}")
     family = Family.V4 if ip.version == 4 else Family.V6
     return family, int(ip)
+
+
+def _ip(text: str, where: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    if "%" in text:
+        raise InvalidRequest(f"{where}: a zone index (%...) is not allowed here")
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise InvalidRequest(f"{where}: not an IPv4 or IPv6 address") from None
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -143,24 +157,23 @@ class Subnet:
 
 def parse_subnet(text: str, *, what: str = "subnet") -> Subnet:
     """Parse a CIDR; refuse host bits (naming the canonical form) and bare addresses."""
-    candidate = text.strip()
+    where = f"invalid {what} {shown(text)}"
+    candidate = text.strip(ASCII_SPACE)
+    if "%" in candidate:
+        raise InvalidRequest(f"{where}: a zone index (%...) is not allowed here")
     if "/" not in candidate:
+        raise InvalidRequest(f"{where}: expected CIDR notation such as 192.0.2.0/24")
+    address_part, _, prefix_part = candidate.partition("/")
+    given = _ip(address_part, where)
+    bits = given.max_prefixlen
+    # The length first: int() of a megabyte of digits is slow, and refused beyond 4300 digits.
+    if len(prefix_part) > 3 or not DECIMAL.fullmatch(prefix_part) or int(prefix_part) > bits:
         raise InvalidRequest(
-            f"invalid {what} {text!r}: expected CIDR notation such as 192.0.2.0/24"
+            f"{where}: the prefix length must be a number from 0 to {bits}, in plain digits"
         )
-    try:
-        loose = ipaddress.ip_network(candidate, strict=False)
-    except ValueError as exc:
-        raise InvalidRequest(f"invalid {what} {text!r}: {exc}") from None
-    address_part = candidate.split("/", 1)[0]
-    try:
-        given = ipaddress.ip_address(address_part)
-    except ValueError as exc:  # pragma: no cover - ip_network accepted it, so this parses too
-        raise InvalidRequest(f"invalid {what} {text!r}: {exc}") from None
+    loose = ipaddress.ip_network((given, int(prefix_part)), strict=False)
     if int(given) != int(loose.network_address):
-        raise InvalidRequest(
-            f"invalid {what} {text!r}: host bits set; did you mean {loose.with_prefixlen}?"
-        )
+        raise InvalidRequest(f"{where}: host bits set; did you mean {loose.with_prefixlen}?")
     family = Family.V4 if loose.version == 4 else Family.V6
     return Subnet(family, int(loose.network_address), loose.prefixlen)
 
@@ -198,9 +211,9 @@ class AddressRange:
 
 def parse_range(text: str, *, what: str = "range") -> AddressRange:
     """Parse a CIDR, a dash range or a single address."""
-    candidate = text.strip()
+    candidate = text.strip(ASCII_SPACE)
     if not candidate:
-        raise InvalidRequest(f"invalid {what} {text!r}: empty")
+        raise InvalidRequest(f"invalid {what} {shown(text)}: empty")
     if "/" in candidate:
         return parse_subnet(candidate, what=what).as_range()
     if "-" in candidate:
@@ -208,9 +221,11 @@ def parse_range(text: str, *, what: str = "range") -> AddressRange:
         family_a, first = parse_address(left, what=f"{what} start")
         family_b, last = parse_address(right, what=f"{what} end")
         if family_a is not family_b:
-            raise InvalidRequest(f"invalid {what} {text!r}: its ends are of different IP families")
+            raise InvalidRequest(
+                f"invalid {what} {shown(text)}: its ends are of different IP families"
+            )
         if first > last:
-            raise InvalidRequest(f"invalid {what} {text!r}: its start is after its end")
+            raise InvalidRequest(f"invalid {what} {shown(text)}: its start is after its end")
         return AddressRange(family_a, first, last)
     family, value = parse_address(candidate, what=what)
     return AddressRange(family, value, value)
@@ -218,9 +233,9 @@ def parse_range(text: str, *, what: str = "range") -> AddressRange:
 
 def parse_range_list(text: str, *, what: str) -> tuple[AddressRange, ...]:
     """Parse `r[,r...]` (the value of `range.<node>=` and `exclude=`)."""
-    items = [item for item in (part.strip() for part in text.split(",")) if item]
+    items = [item for item in (part.strip(ASCII_SPACE) for part in text.split(",")) if item]
     if not items:
-        raise InvalidRequest(f"invalid {what} {text!r}: expected at least one range")
+        raise InvalidRequest(f"invalid {what} {shown(text)}: expected at least one range")
     return tuple(parse_range(item, what=what) for item in items)
 
 

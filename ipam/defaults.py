@@ -24,8 +24,8 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ipam.addresses import Family, Subnet, parse_subnet
-from ipam.errors import InvalidRequest
+from ipam.addresses import ASCII_SPACE, DECIMAL, Family, Subnet, parse_subnet
+from ipam.errors import InvalidRequest, shown
 from ipam.intervals import IntervalSet
 
 ULA_KEYWORD = "ula"
@@ -86,7 +86,7 @@ def parse_default_pools(text: str, *, node_name: str | None = None) -> tuple[Def
     """Parse `base/len:size,...` (see the module docstring). `ula` needs `node_name`."""
     pools: list[DefaultPool] = []
     for raw_item in text.split(","):
-        item = raw_item.strip()
+        item = raw_item.strip(ASCII_SPACE)
         if not item:
             continue
         pools.append(_parse_item(item, node_name))
@@ -94,7 +94,7 @@ def parse_default_pools(text: str, *, node_name: str | None = None) -> tuple[Def
 
 
 def _parse_item(item: str, node_name: str | None) -> DefaultPool:
-    where = f"invalid default pool {item!r}"
+    where = f"invalid default pool {shown(item)}"
     if item == ULA_KEYWORD or item.startswith(ULA_KEYWORD + ":"):
         if node_name is None:
             raise InvalidRequest(f"{where}: {ULA_KEYWORD!r} needs the node name")
@@ -110,7 +110,8 @@ def _parse_item(item: str, node_name: str | None) -> DefaultPool:
 
 
 def _parse_size(text: str, where: str) -> int:
-    if not text.isdigit():
+    # ASCII digits only (str.isdigit() takes any script's), and short enough for int().
+    if len(text) > 3 or not DECIMAL.fullmatch(text):
         raise InvalidRequest(f"{where}: the size after ':' must be a prefix length such as 24")
     return int(text)
 

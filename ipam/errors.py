@@ -15,6 +15,17 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+SHOWN_CHARACTERS = 64  # of a value the request supplied, in a message
+
+
+def shown(value: object, limit: int = SHOWN_CHARACTERS) -> str:
+    """A value from the request, as a message quotes it: ``'lan1'``, escaped like repr(), and cut
+    after ``limit`` characters with its length, so that a hostile megabyte is never echoed."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
 
 class IpamError(Exception):
     """Base of every IPAM error. `caller_fault` tells the transport which status to use."""

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ipam.addresses import (
+    ASCII_SPACE,
+    DECIMAL,
     AddressRange,
     Family,
     Subnet,
@@ -34,7 +36,7 @@ from ipam.addresses import (
     ranges_to_set,
     set_to_ranges,
 )
-from ipam.errors import InvalidRequest
+from ipam.errors import InvalidRequest, shown
 from ipam.plan import NodePlan, plan_from_ranges, split_among_nodes
 
 LOCAL_ADDRESS_SPACE = "local"
@@ -74,7 +76,12 @@ MIN_BLOCK_PREFIXLEN = {Family.V4: 8, Family.V6: 32}
 _LAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Host names (RFC 1123 labels, dots allowed) plus "_", which some orchestrators use.
 _NODE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}")
-_SECONDS = re.compile(r"\d+(\.\d+)?")
+# Seconds: ASCII digits, no leading zero, an optional fraction ("\d" would take any script's
+# digits); the length bound keeps float() finite.
+_SECONDS = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")
+_MAX_SECONDS_TEXT = 32
+_LISTED = 5  # unknown option names quoted in a refusal
+_LISTED_CHARACTERS = 40
 
 
 @dataclass(frozen=True)
@@ -165,7 +172,7 @@ def parse_table_key(key: str) -> tuple[str, str, Subnet]:
 def check_address_space(address_space: str) -> str:
     if address_space not in ADDRESS_SPACES:
         raise InvalidRequest(
-            f"unknown address space {address_space!r}: this plugin's address spaces are "
+            f"unknown address space {shown(address_space)}: this plugin's address spaces are "
             f'"{LOCAL_ADDRESS_SPACE}" and "{GLOBAL_ADDRESS_SPACE}"'
         )
     return address_space
@@ -181,38 +188,40 @@ def parse_pool_options(options: Mapping[str, str]) -> PoolOptions:
         and not k.startswith(OPT_RANGE_PREFIX)
     )
     if unknown:
-        names = ", ".join(f'"{k}"' for k in unknown)
+        names = ", ".join(shown(k, _LISTED_CHARACTERS) for k in unknown[:_LISTED])
+        if len(unknown) > _LISTED:
+            names += f" and {len(unknown) - _LISTED} more"
         raise InvalidRequest(
             f"unknown --ipam-opt {names}: known options are {', '.join(KNOWN_OPTIONS)}"
         )
 
-    lan = raw.get(OPT_LAN, DEFAULT_LAN).strip()
+    lan = raw.get(OPT_LAN, DEFAULT_LAN).strip(ASCII_SPACE)
     if not _LAN_NAME.fullmatch(lan):
         raise InvalidRequest(
-            f"invalid --ipam-opt lan={raw.get(OPT_LAN)!r}: a LAN name is 1-64 letters, digits, "
-            "'.', '_' or '-', starting with a letter or digit"
+            f"invalid --ipam-opt lan={shown(raw.get(OPT_LAN))}: a LAN name is 1-64 letters, "
+            "digits, '.', '_' or '-', starting with a letter or digit"
         )
 
     node_ranges: dict[str, tuple[AddressRange, ...]] = {}
     for key in sorted(k for k in raw if k.startswith(OPT_RANGE_PREFIX)):
         node = key[len(OPT_RANGE_PREFIX) :]
-        _check_node_name(node, f"--ipam-opt {key}")
+        _check_node_name(node, f"--ipam-opt {OPT_RANGE_PREFIX}<node>")
         node_ranges[node] = parse_range_list(raw[key], what=f"--ipam-opt {key}")
 
     nodes: tuple[str, ...] = ()
     if OPT_NODES in raw:
-        nodes = tuple(part.strip() for part in raw[OPT_NODES].split(","))
+        nodes = tuple(part.strip(ASCII_SPACE) for part in raw[OPT_NODES].split(","))
+        given = shown(raw[OPT_NODES])
         if not any(nodes):
             raise InvalidRequest(
-                f"invalid --ipam-opt nodes={raw[OPT_NODES]!r}: expected node names such as "
-                "nodes=hostA,hostB"
+                f"invalid --ipam-opt nodes={given}: expected node names such as nodes=hostA,hostB"
             )
         seen: set[str] = set()
         for node in nodes:
-            _check_node_name(node, f"--ipam-opt nodes={raw[OPT_NODES]}")
+            _check_node_name(node, f"--ipam-opt nodes={given}")
             if node in seen:
                 raise InvalidRequest(
-                    f"invalid --ipam-opt nodes={raw[OPT_NODES]}: node {node!r} is listed twice"
+                    f"invalid --ipam-opt nodes={given}: node {shown(node)} is listed twice"
                 )
             seen.add(node)
         if node_ranges:
@@ -228,10 +237,10 @@ def parse_pool_options(options: Mapping[str, str]) -> PoolOptions:
 
     quarantine: float | None = None
     if OPT_QUARANTINE in raw:
-        text = raw[OPT_QUARANTINE].strip()
-        if not _SECONDS.fullmatch(text):
+        text = raw[OPT_QUARANTINE].strip(ASCII_SPACE)
+        if len(text) > _MAX_SECONDS_TEXT or not _SECONDS.fullmatch(text):
             raise InvalidRequest(
-                f"invalid --ipam-opt quarantine={raw[OPT_QUARANTINE]!r}: expected a number of "
+                f"invalid --ipam-opt quarantine={shown(raw[OPT_QUARANTINE])}: expected a number of "
                 "seconds >= 0 (0 turns the quarantine off)"
             )
         quarantine = float(text)
@@ -253,12 +262,12 @@ def parse_pool_options(options: Mapping[str, str]) -> PoolOptions:
 
 
 def _parse_block_size(key: str, value: str, family: Family) -> int:
-    text = value.strip().removeprefix("/")
+    text = value.strip(ASCII_SPACE).removeprefix("/")
     example = DEFAULT_BLOCK_PREFIXLEN[family]
-    if not text.isdigit():
+    if len(text) > 3 or not DECIMAL.fullmatch(text):
         raise InvalidRequest(
-            f"invalid --ipam-opt {key}={value!r}: expected an {family.label} prefix length such "
-            f"as {example} (blocks of {1 << (family.bits - example)} addresses)"
+            f"invalid --ipam-opt {key}={shown(value)}: expected an {family.label} prefix "
+            f"length such as {example} (blocks of {1 << (family.bits - example)} addresses)"
         )
     size = int(text)
     lowest = MIN_BLOCK_PREFIXLEN[family]
@@ -274,7 +283,7 @@ def _parse_block_size(key: str, value: str, family: Family) -> int:
 def _check_node_name(node: str, where: str) -> None:
     if not _NODE_NAME.fullmatch(node):
         raise InvalidRequest(
-            f"invalid {where}: {node!r} is not a node name (letters, digits, '.', '_', '-'); "
+            f"invalid {where}: {shown(node)} is not a node name (letters, digits, '.', '_', '-'); "
             "name the node as in range.hostA=192.0.2.0/26"
         )
 
@@ -293,11 +302,11 @@ def parse_pool_request(
     family = Family.V6 if v6 else Family.V4
     subnet: Subnet | None = None
     default_prefixlen: int | None = None
-    if pool.strip():
+    if pool.strip(ASCII_SPACE):
         parsed = parse_subnet(pool, what="pool")
         if parsed.family is not family:
             raise InvalidRequest(
-                f"invalid pool {pool!r}: it is {parsed.family.label} but Docker asked for an "
+                f"invalid pool {shown(pool)}: it is {parsed.family.label} but Docker asked for an "
                 f"{family.label} pool"
             )
         if parsed.network == 0:
@@ -306,10 +315,10 @@ def parse_pool_request(
         else:
             subnet = parsed
     parsed_sub_pool: Subnet | None = None
-    if sub_pool.strip():
+    if sub_pool.strip(ASCII_SPACE):
         if subnet is None:
             raise InvalidRequest(
-                f"invalid ip-range {sub_pool!r}: an ip-range needs a subnet (--subnet) to be "
+                f"invalid ip-range {shown(sub_pool)}: an ip-range needs a subnet (--subnet) to be "
                 "inside of"
             )
         parsed_sub_pool = parse_subnet(sub_pool, what="ip-range")

@@ -15,16 +15,25 @@ Other options (the MAC address, swarm's `com.docker.network.ipam.serial`) never 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
-from ipam.addresses import Family, parse_address
+from ipam.addresses import ASCII_SPACE, Family, parse_address
+from ipam.errors import InvalidRequest
 from ipam.records import Kind
 
 OPT_REQUEST_ADDRESS_TYPE = "RequestAddressType"
 GATEWAY_REQUEST = "com.docker.network.gateway"
 OPT_ENDPOINT_NAME = "com.docker.network.endpoint.name"
 OPT_MAC_ADDRESS = "com.docker.network.endpoint.macaddress"
+
+# Docker sends the MAC as Go's net.HardwareAddr writes it. It is only recorded (for the
+# operator), so anything else is not recorded rather than refused.
+_MAC: Final = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+# Endpoint names are container names: recorded, and quoted in "address in use" messages.
+MAX_ENDPOINT_NAME: Final = 255
 
 
 @dataclass(frozen=True)
@@ -41,10 +50,16 @@ class AddressRequest:
 def parse_address_request(address: str, options: Mapping[str, str]) -> AddressRequest:
     family: Family | None = None
     value: int | None = None
-    if address.strip():
+    if address.strip(ASCII_SPACE):
         family, value = parse_address(address, what="requested address")
     endpoint = options.get(OPT_ENDPOINT_NAME) or None
-    mac = (options.get(OPT_MAC_ADDRESS) or "").strip().lower() or None
+    if endpoint is not None and len(endpoint) > MAX_ENDPOINT_NAME:
+        raise InvalidRequest(
+            f"endpoint name ({OPT_ENDPOINT_NAME}) has {len(endpoint)} characters; at most "
+            f"{MAX_ENDPOINT_NAME} are allowed"
+        )
+    given_mac = (options.get(OPT_MAC_ADDRESS) or "").strip(ASCII_SPACE).lower()
+    mac = given_mac if _MAC.fullmatch(given_mac) else None
     if options.get(OPT_REQUEST_ADDRESS_TYPE) == GATEWAY_REQUEST:
         kind = Kind.GATEWAY
     elif value is None:

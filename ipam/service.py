@@ -59,10 +59,11 @@ from ipam.options import (
     build_pool_spec,
     parse_pool_request,
 )
-from ipam.records import Change, Kind
+from ipam.records import Change, Kind, Snapshot
 from ipam.requests import parse_address_request
 from ipam.sqlite_store import SqliteStore
-from ipam.store import IpamStore
+from ipam.state_file import StateFiles
+from ipam.store import FileSummary, IpamStore, damaged_record
 from ipam.store_thread import run_on
 
 __all__ = [
@@ -115,12 +116,16 @@ class IpamSettings:
 
 @dataclass(frozen=True)
 class Capabilities:
-    requires_mac_address: bool = False
-    requires_request_replay: bool = False
+    """What the IPAM asks of Docker (GetCapabilities): the handlers answer with this."""
+
+    requires_mac_address: bool = False  # addresses are chosen without the container's MAC
+    requires_request_replay: bool = False  # the state is durable: no replay after a restart
 
 
 @dataclass(frozen=True)
 class AddressSpaces:
+    """Docker's default address space names (GetDefaultAddressSpaces)."""
+
     local: str = LOCAL_ADDRESS_SPACE
     global_: str = GLOBAL_ADDRESS_SPACE
 
@@ -192,10 +197,12 @@ class IpamService:
         settings: IpamSettings,
         clock: Callable[[], float] = time.time,
         cluster: ClaimingHostRanges | None = None,
+        *,
+        files: StateFiles,
     ) -> IpamService:
-        """A service on `state_dir/ipam.sqlite3` (the file is opened by `load()`), in cluster
-        mode when `cluster` is given."""
-        store = SqliteStore(Path(state_dir) / SqliteStore.FILE_NAME)
+        """A service on `state_dir/ipam.sqlite3`, opened by `load()` through `files` (the
+        daemon's state-file policy), in cluster mode when `cluster` is given."""
+        store = SqliteStore(Path(state_dir) / SqliteStore.FILE_NAME, files)
         return cls(store, settings, clock, cluster=cluster)
 
     @property
@@ -219,6 +226,10 @@ class IpamService:
 
     # ------------------------------------------------------------- lifecycle
 
+    async def probe(self) -> FileSummary:
+        """What the store holds, read without creating anything (the daemon's start-up check)."""
+        return await self._in_store_thread(self._store.probe)
+
     async def load(self) -> None:
         """Read the stored state; calls made meanwhile wait for it."""
         try:
@@ -226,13 +237,12 @@ class IpamService:
                 await self._cluster.load()  # the allocator asks it for this host's blocks
             with _gc_paused():
                 snapshot = await self._in_store_thread(self._store.load)
-                allocator = Allocator(self._host_ranges, self._settings.quarantine_seconds)
-                allocator.apply(snapshot.as_change())
+                allocator = self._allocator_of(snapshot)
             allocator.load_notes[:0] = snapshot.notes
             self._expired = allocator.prune(self._clock())
             self._allocator = allocator
             if self._cluster is not None:
-                self._cluster.start(_ServiceUsage(self))
+                self._cluster.start(self)
         except BaseException as exc:
             # Whatever stopped the load (an error, a bug, cancellation at shutdown), calls must
             # not go on with an empty state: they would hand out addresses already in use.
@@ -413,6 +423,50 @@ class IpamService:
             lambda now: (self._allocator.plan_release_address(pool_id, family, value, now), None)
         )
 
+    # -------------------------------------------------------------- inspection
+
+    def held_addresses(self) -> dict[str, frozenset[str]]:
+        """Every subnet in use (CIDR) and the addresses held in it, for the daemon's start-up
+        comparison with the driver's endpoints."""
+        held: dict[str, frozenset[str]] = {}
+        for table in self._allocator.tables.values():
+            key = str(table.subnet)
+            held[key] = held.get(key, frozenset()) | {table.fmt(a) for a in table.held}
+        return held
+
+    # ------------------------------------- what cluster mode sees (`LocalUsage`)
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """The mutation lock: cluster mode holds it while it decides a block is empty, so that
+        no allocation slips in between."""
+        return self._lock
+
+    def occupied(self, address_space: str, lan: str, block: Subnet) -> bool:
+        """Whether any address of `block` is held or resting on this host."""
+        # Expired quarantine frees an address: forget it now, the next commit deletes its row.
+        self._expired += self._allocator.prune(self._clock())
+        return self._allocator.occupied(address_space, lan, block.as_range())
+
+    def cluster_spans(self, address_space: str, lan: str, family: Family) -> list[Subnet]:
+        """The spans (ip-range, else subnet) of this host's cluster-managed pools there."""
+        cluster = self._cluster
+        if cluster is None:
+            return []
+        return [
+            spec.span
+            for lease in self._allocator.leases.values()
+            if (spec := lease.spec) is not None
+            and cluster.manages(spec)
+            and spec.address_space == address_space
+            and spec.lan == lan
+            and spec.family is family
+        ]
+
+    def refresh(self) -> None:
+        """This host's blocks changed: ask the host ranges again for every pool."""
+        self._allocator.refresh_host_ranges()
+
     # --------------------------------------------------------------- machinery
 
     async def _mutate(self, plan: Callable[[float], tuple[Change, T]]) -> T:
@@ -458,45 +512,21 @@ class IpamService:
 
     async def _reload_locked(self) -> None:
         snapshot = await self._in_store_thread(self._store.load)
+        self._allocator = self._allocator_of(snapshot)
+
+    def _allocator_of(self, snapshot: Snapshot) -> Allocator:
+        """The allocator holding what the store holds. Rows that do not make sense (an address
+        that is not one, a table of no subnet) were written by something else than this code:
+        the file is damaged, and that is one line, not a traceback."""
         allocator = Allocator(self._host_ranges, self._settings.quarantine_seconds)
-        allocator.apply(snapshot.as_change())
-        self._allocator = allocator
+        try:
+            allocator.apply(snapshot.as_change())
+        except StoreError:
+            raise
+        except (IpamError, ValueError, KeyError, TypeError, OSError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:200]
+            raise StoreError(damaged_record(self._store.name, reason)) from exc
+        return allocator
 
     async def _in_store_thread(self, fn: Callable[..., T], *args: object) -> T:
         return await run_on(self._executor, "the IPAM state", fn, *args)
-
-
-class _ServiceUsage:
-    """The `LocalUsage` view cluster mode gets of the service (see `ipam.hostranges`)."""
-
-    def __init__(self, service: IpamService) -> None:
-        self._service = service
-
-    @property
-    def lock(self) -> asyncio.Lock:
-        return self._service._lock
-
-    def occupied(self, address_space: str, lan: str, block: Subnet) -> bool:
-        service = self._service
-        # Expired quarantine frees an address: forget it now, the next commit deletes its row.
-        service._expired += service._allocator.prune(service._clock())
-        return service._allocator.occupied(address_space, lan, block.as_range())
-
-    def cluster_spans(self, address_space: str, lan: str, family: Family) -> list[Subnet]:
-        cluster = self._service._cluster
-        spans = []
-        for lease in self._service._allocator.leases.values():
-            spec = lease.spec
-            if (
-                spec is not None
-                and cluster is not None
-                and cluster.manages(spec)
-                and spec.address_space == address_space
-                and spec.lan == lan
-                and spec.family is family
-            ):
-                spans.append(spec.span)
-        return spans
-
-    def refresh(self) -> None:
-        self._service._allocator.refresh_host_ranges()

@@ -2,14 +2,15 @@
 
 Rules:
 
-* WAL journal, `synchronous=FULL`: `commit` returns only after the change is in the log on disk,
-  so an answer Docker has seen survives `kill -9` and power loss, and a change is either wholly
-  there or wholly absent after a crash.
-* One transaction per `Change` (`BEGIN IMMEDIATE` ... `COMMIT`, `ROLLBACK` on any error).
-* `PRAGMA user_version` is the schema version; `_MIGRATIONS[n]` turns version n into n + 1,
-  inside a transaction. A database from a newer pymacvlan is refused, not guessed at.
+* The file is opened (created, migrated) by the daemon's one state-file policy, handed in as
+  `StateFiles` (ipam/state_file.py): owner-only, WAL journal and `synchronous=FULL`, so `commit`
+  returns only after the change is on disk and an answer Docker has seen survives `kill -9` and
+  power loss; a database from a newer pymacvlan is refused, not guessed at.
+* One transaction per `Change`: a change is either wholly there or wholly absent after a crash.
+* `SCHEMA_VERSION` and `_MIGRATIONS[n]` (version n to n + 1) are this store's schema.
 * Foreign keys are on: an allocation or cursor row can only name a live lease, so a bug cannot
   leave holdings behind that no pool ID will ever release.
+* The file is opened by the first `load`, never by the constructor; `probe` creates nothing.
 * The connection lives on the one store thread that calls it (the service guarantees that).
 """
 
@@ -29,7 +30,8 @@ from ipam.records import (
     QuarantineRecord,
     Snapshot,
 )
-from ipam.sqlite_file import connect_durable, write_transaction
+from ipam.state_file import StateFile, StateFiles
+from ipam.store import FileSummary, damaged_record
 
 SCHEMA_VERSION = 2
 
@@ -86,96 +88,75 @@ class SqliteStore:
 
     FILE_NAME = "ipam.sqlite3"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, files: StateFiles) -> None:
         self.path = Path(path)
-        self._conn: sqlite3.Connection | None = None
-        self.notes: list[str] = []
+        self.name = str(self.path)
+        self._files = files
+        self._file: StateFile | None = None
 
-    # ------------------------------------------------------------------ open
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is not None:
-            return self._conn
-        try:
-            conn, mode = connect_durable(self.path)
-            if mode != "wal":
-                self.notes.append(
-                    f"{self.path}: the file system does not support WAL; using the {mode} "
-                    "journal (still durable, slower)"
-                )
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._migrate(conn)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open the IPAM state {self.path}: {exc}") from exc
-        self._conn = conn
-        return conn
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"the IPAM state {self.path} has schema version {version}, written by a newer "
-                f"pymacvlan; this version understands up to {SCHEMA_VERSION}"
+    def _open(self) -> StateFile:
+        if self._file is None:
+            self._file = self._files.open(
+                self.path, version=SCHEMA_VERSION, migrations=_MIGRATIONS, error=StoreError
             )
-        while version < SCHEMA_VERSION:
-            script = (
-                f"BEGIN IMMEDIATE;\n{_MIGRATIONS[version]}\n"
-                f"PRAGMA user_version = {version + 1};\nCOMMIT;"
-            )
-            try:
-                conn.executescript(script)
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            version += 1
+        return self._file
 
     # ----------------------------------------------------------------- verbs
 
-    def load(self) -> Snapshot:
-        conn = self._connect()
+    def probe(self) -> FileSummary:
+        peeked = self._files.peek(self.path, version=SCHEMA_VERSION, error=StoreError)
         try:
-            conn.execute("BEGIN")  # one consistent read of all four tables
+            if peeked.blank is not None:
+                return FileSummary(str(self.path), peeked.blank, None, ())
+            with peeked.read() as conn:
+                pools = conn.execute("SELECT count(*) FROM leases").fetchone()[0]
+                allocations = conn.execute("SELECT count(*) FROM allocations").fetchone()[0]
+            holds = (("pool", int(pools)), ("allocation", int(allocations)))
+            return FileSummary(str(self.path), None, peeked.state_id, holds)
+        finally:
+            peeked.close()
+
+    def load(self) -> Snapshot:
+        with self._open().read() as conn:  # one consistent read of all four tables
             try:
-                leases = tuple(
-                    LeaseRecord(pool_id, space, lan, subnet, sub_pool, json.loads(opts), refs, at)
-                    for pool_id, space, lan, subnet, sub_pool, opts, refs, at in conn.execute(
-                        "SELECT pool_id, address_space, lan, subnet, sub_pool, options, refcount,"
-                        " created_at FROM leases"
-                    )
-                )
-                kinds = {kind.value: kind for kind in Kind}
-                allocations = tuple(
-                    AllocationRecord(table_key, address, pool_id, kinds[kind], refs, mac, ep, at)
-                    for table_key, address, pool_id, kind, refs, mac, ep, at in conn.execute(
-                        "SELECT table_key, address, pool_id, kind, refcount, mac, endpoint,"
-                        " allocated_at FROM allocations"
-                    )
-                )
-                quarantine = tuple(
-                    QuarantineRecord(*row)
-                    for row in conn.execute(
-                        "SELECT table_key, address, released_at, until, endpoint FROM quarantine"
-                        " ORDER BY released_at"
-                    )
-                )
-                cursors = tuple(
-                    CursorRecord(*row)
-                    for row in conn.execute("SELECT pool_id, address FROM cursors")
-                )
-            finally:
-                conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the IPAM state {self.path}: {exc}") from exc
-        return Snapshot(leases, allocations, quarantine, cursors, tuple(self.notes))
+                return self._rows(conn)
+            except (ValueError, KeyError, TypeError) as exc:
+                # Only something else than this code writes a row that does not decode.
+                reason = f"{type(exc).__name__}: {exc}"[:200]
+                raise StoreError(damaged_record(self.name, reason)) from exc
+
+    @staticmethod
+    def _rows(conn: sqlite3.Connection) -> Snapshot:
+        leases = tuple(
+            LeaseRecord(pool_id, space, lan, subnet, sub_pool, json.loads(opts), refs, at)
+            for pool_id, space, lan, subnet, sub_pool, opts, refs, at in conn.execute(
+                "SELECT pool_id, address_space, lan, subnet, sub_pool, options, refcount,"
+                " created_at FROM leases"
+            )
+        )
+        kinds = {kind.value: kind for kind in Kind}
+        allocations = tuple(
+            AllocationRecord(table_key, address, pool_id, kinds[kind], refs, mac, ep, at)
+            for table_key, address, pool_id, kind, refs, mac, ep, at in conn.execute(
+                "SELECT table_key, address, pool_id, kind, refcount, mac, endpoint,"
+                " allocated_at FROM allocations"
+            )
+        )
+        quarantine = tuple(
+            QuarantineRecord(*row)
+            for row in conn.execute(
+                "SELECT table_key, address, released_at, until, endpoint FROM quarantine"
+                " ORDER BY released_at"
+            )
+        )
+        cursors = tuple(
+            CursorRecord(*row) for row in conn.execute("SELECT pool_id, address FROM cursors")
+        )
+        return Snapshot(leases, allocations, quarantine, cursors)
 
     def commit(self, change: Change) -> None:
-        conn = self._connect()
-        try:
-            with write_transaction(conn):
-                self._write(conn, change)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the IPAM state {self.path}: {exc}") from exc
+        with self._open().write() as conn:
+            self._write(conn, change)
 
     @staticmethod
     def _write(conn: sqlite3.Connection, change: Change) -> None:
@@ -246,10 +227,6 @@ class SqliteStore:
             conn.executemany("DELETE FROM leases WHERE pool_id = ?", ids)
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot close the IPAM state {self.path}: {exc}") from exc
-            finally:
-                self._conn = None
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()

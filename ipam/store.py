@@ -1,9 +1,10 @@
 """The narrow store interface of the IPAM state, and an in-memory fake for tests.
 
-Rule: a store knows rows, not allocation rules. It offers three verbs: `load` everything,
-`commit` one `Change` atomically (all of it or nothing, durable when it returns), `close`. All
-calls come from one worker thread, one at a time, so implementations need no locking of their own.
-A failed commit raises `StoreError` and leaves the stored state as it was.
+Rule: a store knows rows, not allocation rules. It offers four verbs: `probe` what it holds
+without creating anything (the daemon's start-up check), `load` everything, `commit` one `Change`
+atomically (all of it or nothing, durable when it returns), `close`. All calls come from one
+worker thread, one at a time, so implementations need no locking of their own. A failed commit
+raises `StoreError` and leaves the stored state as it was.
 
 `MemoryStore` behaves like the SQLite store minus the disk, and can be told to fail the next
 commits, which is how the tests prove that a failed commit leaves the service's memory unchanged.
@@ -11,6 +12,7 @@ commits, which is how the tests prove that a failed commit leaves the service's 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from ipam.errors import StoreError
@@ -24,8 +26,37 @@ from ipam.records import (
 )
 
 
+@dataclass(frozen=True)
+class FileSummary:
+    """What a store holds, read without creating anything: the daemon compares the IPAM's and
+    the driver's files before it opens either."""
+
+    file: str
+    blank: str | None  # why it holds nothing at all ("is missing", ...); None: it is a state file
+    state_id: str | None  # the state directory's identity written in it, if any
+    holds: tuple[tuple[str, int], ...]  # ("pool", 2), ("allocation", 7)
+
+
+def damaged_record(name: str, detail: str) -> str:
+    """The one line for a store whose rows cannot be used (changed by something else)."""
+    return (
+        f"{name} holds a record pymacvlan cannot read ({detail}): the file is damaged; restore "
+        "the file from a backup, or move it aside to start over (then remove the old networks "
+        "with docker network rm); see docs/install.md#troubleshooting"
+    )
+
+
 class IpamStore(Protocol):
     """Durable rows of the IPAM state."""
+
+    @property
+    def name(self) -> str:
+        """What the store is, for messages: its file."""
+        ...
+
+    def probe(self) -> FileSummary:
+        """What the store holds; creates, opens for good and migrates nothing."""
+        ...
 
     def load(self) -> Snapshot:
         """Open if needed and read everything."""
@@ -49,6 +80,11 @@ class MemoryStore:
         self.commits = 0
         self.fail_commits = 0  # the next N commits raise StoreError
         self.closed = False
+        self.name = "the in-memory IPAM store"
+
+    def probe(self) -> FileSummary:
+        holds = (("pool", len(self.leases)), ("allocation", len(self.allocations)))
+        return FileSummary(self.name, None, None, holds)
 
     def load(self) -> Snapshot:
         self.closed = False

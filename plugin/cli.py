@@ -53,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             asyncio.run(serve(conf, sock))
         except OSError as exc:
-            # The state directory or its files: unusable paths and permissions are the
-            # operator's to fix, and the message says which path.
+            # Only what makes serving impossible ends up here (the netlink socket, the server
+            # itself, a state directory locked by another daemon: plugin/state_lock.py): one
+            # line, not a traceback. A state directory or file that cannot be used
+            # does not stop the daemon; its problem is logged once and answered to every call
+            # that needs state (plugin/services.py).
             print(f"pymacvlan: cannot start: {exc}", file=sys.stderr)
             return 1
         return 0

@@ -21,6 +21,12 @@ from plugin.logs import get_logger
 
 PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
 
+_SHOWN_ERRORS = 5  # of one malformed request: the first few say enough
+_SHOWN_KEY = 40
+# The net under every message: each domain cuts the values it quotes (ipam.errors.shown,
+# driver.errors.shown); an answer is never longer than this whatever slipped through.
+MAX_MESSAGE_CHARACTERS = 2048
+
 log = get_logger(__name__)
 
 
@@ -42,10 +48,29 @@ def describe_validation_error(method: str, exc: ValidationError) -> str:
     """``malformed RequestPool request: Options.a: Input should be a valid string (got 1)``."""
     parts = []
     for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        shown = "" if err["type"] in ("missing", "json_invalid") else _show(err.get("input"))
+        where = ".".join(_show_key(p) for p in err["loc"]) or "body"
+        value = err.get("input")
+        if err["type"] in ("missing", "json_invalid"):
+            shown = ""
+        elif err["type"] == "string_too_long" and isinstance(value, str):
+            shown = f"{len(value)} characters"  # the length says it all; the text is the problem
+        else:
+            shown = _show(value)
         parts.append(f"{where}: {err['msg']}" + (f" (got {shown})" if shown else ""))
-    return f"malformed {method} request: " + "; ".join(parts)
+        if len(parts) == _SHOWN_ERRORS:
+            break
+    more = exc.error_count() - len(parts)
+    return (
+        f"malformed {method} request: "
+        + "; ".join(parts)
+        + (f"; and {more} more error{'s' if more > 1 else ''}" if more > 0 else "")
+    )
+
+
+def _show_key(part: object) -> str:
+    """A step of the field's path: a map key is the request's own text, so it is cut too."""
+    text = str(part)
+    return text if len(text) <= _SHOWN_KEY else text[: _SHOWN_KEY - 3] + "..."
 
 
 def _show(value: object) -> str:
@@ -58,6 +83,8 @@ def _show(value: object) -> str:
 
 
 def err_response(status: int, message: str) -> web.Response:
+    if len(message) > MAX_MESSAGE_CHARACTERS:
+        message = f"{message[:MAX_MESSAGE_CHARACTERS]}... ({len(message)} characters)"
     return web.json_response({"Err": message}, status=status, content_type=PLUGIN_CONTENT_TYPE)
 
 

@@ -21,8 +21,9 @@ from plugin.errors import (
     PluginError,
     describe_validation_error,
 )
-from plugin.logs import get_logger
+from plugin.logs import cut, get_logger
 from plugin.services import SERVICES, Services
+from plugin.transport import IncompleteRequest, read_body
 from plugin.wire.base import WireRequest, WireResponse
 
 log = get_logger("pymacvlan.rpc")
@@ -31,6 +32,7 @@ Req = TypeVar("Req", bound=WireRequest)
 
 # Request fields worth seeing in every log line of a call.
 _LOGGED_FIELDS = ("network_id", "endpoint_id", "pool_id", "pool", "sub_pool", "address")
+_LOGGED_ID_CHARACTERS = 256  # above any id Docker or we make (PoolIDs: 168)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,12 @@ class Method(Generic[Req]):
         started = time.monotonic()
         short = self.name.split(".", 1)[-1]
         with structlog.contextvars.bound_contextvars(method=self.name):
-            body = await request.read()
+            try:
+                # Bounded in time: a client that stops half-way does not hold the handler.
+                body = await read_body(request)
+            except IncompleteRequest as incomplete:
+                _log_failure(incomplete, started)
+                raise
             try:
                 parsed = self.request.model_validate_json(body or b"{}")
             except ValidationError as exc:
@@ -72,7 +79,10 @@ class Method(Generic[Req]):
 
 
 def _ids(parsed: WireRequest) -> dict[str, Any]:
-    return {k: v for k in _LOGGED_FIELDS if (v := getattr(parsed, k, None))}
+    """The request's ids for every log line of the call; cut, as they are the caller's text."""
+    return {
+        k: cut(v, _LOGGED_ID_CHARACTERS) for k in _LOGGED_FIELDS if (v := getattr(parsed, k, None))
+    }
 
 
 def _ms(started: float) -> float:

@@ -3,27 +3,29 @@
 The socket comes bound and listening from the command line (plugin/listener.py), before the
 imports of this module; the state is loaded in the background once the server accepts. Docker
 gives a managed plugin a few seconds to answer on its socket before it declares it failed.
+The state directory is locked for the whole run (plugin/state_lock.py): one daemon per state.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-import socket
 
 from aiohttp import web
 
 from plugin.app import make_app, make_runner
-from plugin.listener import bind_plugin_socket
+from plugin.listener import PluginSocket, bind_plugin_socket
 from plugin.logs import get_logger
 from plugin.settings import Settings
+from plugin.state_lock import state_dir_locked
+from plugin.transport import PluginSite
 
 log = get_logger(__name__)
 
 
-async def serve(settings: Settings, sock: socket.socket | None = None) -> None:
-    """Serve on `sock` (bound and listening), or bind `settings.socket` now."""
+async def serve(settings: Settings, sock: PluginSocket | None = None) -> None:
+    """Serve on `sock` (bound and listening), or bind `settings.socket` now. Raises
+    `StateDirInUse` (an OSError) if another daemon holds the state directory."""
     if sock is None:
         sock = bind_plugin_socket(settings.socket)
     stop = asyncio.Event()
@@ -32,21 +34,24 @@ async def serve(settings: Settings, sock: socket.socket | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     runner: web.AppRunner | None = None
     try:
-        runner = make_runner(make_app(settings))
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-        log.info(
-            "listening",
-            socket=str(settings.socket),
-            node=settings.node_name,
-            state_dir=str(settings.state_dir),
-        )
-        await stop.wait()
-        log.info("shutting down")
+        with state_dir_locked(settings.state_dir):
+            try:
+                runner = make_runner(make_app(settings))
+                await runner.setup()
+                await PluginSite(runner, sock).start()
+                log.info(
+                    "listening",
+                    socket=str(settings.socket),
+                    node=settings.node_name,
+                    state_dir=str(settings.state_dir),
+                )
+                await stop.wait()
+                log.info("shutting down")
+            finally:
+                # Still under the lock: the stores close before another daemon may open them.
+                if runner is not None:
+                    await runner.cleanup()
     finally:
-        if runner is not None:
-            await runner.cleanup()
+        # Only our own socket file: a daemon started after us may have put its socket there.
+        sock.unlink_if_ours()
         sock.close()
-        # A socket file with nobody behind it makes dockerd wait for its timeouts.
-        with contextlib.suppress(FileNotFoundError):
-            settings.socket.unlink()

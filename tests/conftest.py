@@ -142,6 +142,7 @@ def netns_lab(tmp_path: Path) -> Iterator[NetnsLab]:
     """Throwaway namespaces, veths and switches; all deleted after the test."""
     prereq.require_root()
     prereq.require_command("ip")
+    prereq.require_command("ping")  # Netns.ping
     lab = NetnsLab(tmp_path)
     yield lab
     lab.cleanup()

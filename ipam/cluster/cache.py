@@ -12,22 +12,22 @@ Rules:
   could leave this host handing out addresses of a block another host owns.
 * The node instance ID, random, is made once here: it is this state directory's identity in the
   cluster (`ipam.cluster.layout`).
-* Same durability as the IPAM store: WAL journal, `synchronous=FULL`, one transaction per change;
-  `PRAGMA user_version` is the schema version and a newer one is refused, not guessed at.
+* The daemon's one state-file policy opens the file (handed in as `StateFiles`, see
+  ipam/state_file.py): owner-only, WAL journal, `synchronous=FULL`, one transaction per change,
+  `PRAGMA user_version` as the schema version (a newer one is refused, not guessed at).
 * All calls come from one worker thread (the caller guarantees it), so no locking here.
 """
 
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from ipam.addresses import Subnet, parse_subnet
 from ipam.cluster.layout import Scope
 from ipam.errors import StoreError
-from ipam.sqlite_file import connect_durable, write_transaction
+from ipam.state_file import StateFile, StateFiles
 
 SCHEMA_VERSION = 1
 
@@ -47,6 +47,9 @@ CREATE TABLE meta (
 ) WITHOUT ROWID;
 """
 
+# _MIGRATIONS[n] turns schema version n into n + 1.
+_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
+
 
 @dataclass(frozen=True, slots=True)
 class CachedBlock:
@@ -61,51 +64,36 @@ class BlockCache:
 
     FILE_NAME = "cluster.sqlite3"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, files: StateFiles) -> None:
         self.path = Path(path)
-        self._conn: sqlite3.Connection | None = None
+        self._files = files
+        self._file: StateFile | None = None
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is not None:
-            return self._conn
-        try:
-            conn, _mode = connect_durable(self.path)
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                conn.close()
-                raise StoreError(
-                    f"the cluster state {self.path} has schema version {version}, written by a "
-                    f"newer pymacvlan; this version understands up to {SCHEMA_VERSION}"
-                )
-            if version == 0:
-                conn.executescript(
-                    f"BEGIN IMMEDIATE;\n{_SCHEMA_V1}\nPRAGMA user_version = 1;\nCOMMIT;"
-                )
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open the cluster state {self.path}: {exc}") from exc
-        self._conn = conn
-        return conn
+    def _open(self) -> StateFile:
+        if self._file is None:
+            self._file = self._files.open(
+                self.path, version=SCHEMA_VERSION, migrations=_MIGRATIONS, error=StoreError
+            )
+        return self._file
 
     def open(self) -> tuple[str, list[CachedBlock]]:
         """The instance ID (made on first use) and every cached block."""
-        conn = self._connect()
-        try:
+        with self._open().write() as conn:
             row = conn.execute("SELECT value FROM meta WHERE name = 'instance'").fetchone()
             if row is None:
                 instance = secrets.token_hex(8)
                 conn.execute("INSERT INTO meta (name, value) VALUES ('instance', ?)", (instance,))
             else:
                 instance = str(row[0])
-            blocks = []
-            for space, lan, text, pool, claimed_at in conn.execute(
+            rows = conn.execute(
                 "SELECT address_space, lan, block, pool, claimed_at FROM blocks"
-            ):
-                block = parse_subnet(text)
-                blocks.append(
-                    CachedBlock(Scope(space, lan, block.family), block, pool, float(claimed_at))
-                )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the cluster state {self.path}: {exc}") from exc
+            ).fetchall()
+        blocks = []
+        for space, lan, text, pool, claimed_at in rows:
+            block = parse_subnet(text)
+            blocks.append(
+                CachedBlock(Scope(space, lan, block.family), block, pool, float(claimed_at))
+            )
         return instance, blocks
 
     def add(self, blocks: list[CachedBlock]) -> None:
@@ -127,14 +115,10 @@ class BlockCache:
     def _write(self, sql: str, rows: list[tuple[object, ...]]) -> None:
         if not rows:
             return
-        conn = self._connect()
-        try:
-            with write_transaction(conn):
-                conn.executemany(sql, rows)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the cluster state {self.path}: {exc}") from exc
+        with self._open().write() as conn:
+            conn.executemany(sql, rows)
 
     def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            conn.close()
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()

@@ -66,6 +66,7 @@ from ipam.errors import (
 )
 from ipam.hostranges import HostRangeSet, LocalUsage, StaticPlan
 from ipam.options import PoolSpec
+from ipam.state_file import StateFiles
 from ipam.store_thread import run_on
 
 T = TypeVar("T")
@@ -91,7 +92,8 @@ def scope_of(spec: PoolSpec) -> Scope:
 
 
 class ClusterMode:
-    """Blocks of this host: claimed in etcd, cached in `state_dir/cluster.sqlite3`."""
+    """Blocks of this host: claimed in etcd, cached in `state_dir/cluster.sqlite3` (opened through
+    `files`, the daemon's state-file policy)."""
 
     def __init__(
         self,
@@ -99,6 +101,7 @@ class ClusterMode:
         node: str,
         state_dir: Path,
         *,
+        files: StateFiles,
         kv: KeyValue | None = None,
         clock: Callable[[], float] = time.time,
         events: EventSink = _ignore,
@@ -107,7 +110,7 @@ class ClusterMode:
         self.node = check_node_name(node)
         self._kv: KeyValue = kv if kv is not None else EtcdClient(config.endpoints, config.timeout)
         self._layout = Layout(config.prefix)
-        self._cache = BlockCache(Path(state_dir) / BlockCache.FILE_NAME)
+        self._cache = BlockCache(Path(state_dir) / BlockCache.FILE_NAME, files)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster-cache")
         self._clock = clock
         self._events = events

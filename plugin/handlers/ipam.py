@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-from ipam.service import GLOBAL_ADDRESS_SPACE, LOCAL_ADDRESS_SPACE
 from plugin.services import Services
 from plugin.wire import ipam as wire
 from plugin.wire.base import Empty, EmptyResponse
 
 
-async def get_capabilities(_: Services, __: Empty) -> wire.CapabilitiesResponse:
-    # Our state is durable, so Docker need not replay pools and addresses after it restarts;
-    # and no MAC is needed to choose an address.
-    return wire.CapabilitiesResponse(requires_mac_address=False, requires_request_replay=False)
+async def get_capabilities(s: Services, __: Empty) -> wire.CapabilitiesResponse:
+    # The service says what it needs (ipam.service.Capabilities): no MAC, and no replay after
+    # Docker restarts, because its state is durable. Needs no state: answered before the load.
+    caps = s.ipam.capabilities
+    return wire.CapabilitiesResponse(
+        requires_mac_address=caps.requires_mac_address,
+        requires_request_replay=caps.requires_request_replay,
+    )
 
 
-async def get_default_address_spaces(_: Services, __: Empty) -> wire.AddressSpacesResponse:
+async def get_default_address_spaces(s: Services, __: Empty) -> wire.AddressSpacesResponse:
+    spaces = s.ipam.address_spaces
     return wire.AddressSpacesResponse(
-        local_default_address_space=LOCAL_ADDRESS_SPACE,
-        global_default_address_space=GLOBAL_ADDRESS_SPACE,
+        local_default_address_space=spaces.local,
+        global_default_address_space=spaces.global_,
     )
 
 

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, field_validator
+
+# Bounds at the door, far above anything Docker sends, so that no field is ever a megabyte in
+# memory, in a message, in the log or in the store; a longer value is refused (HTTP 400) with its
+# length, never its text (plugin/errors.py).
+# IDs: Docker's are 64 characters. Creating a network or an endpoint holds an ID to a stricter rule
+# (driver.ids: what link names are made of); the other calls take any ID up to this bound, so that
+# a record an older version stored can still be deleted.
+MAX_ID_LENGTH: Final = 1024
+# PoolIDs are ours: "<space>/<lan>/<subnet>[/<ip-range>][#<digest>]" is at most 168 characters.
+MAX_POOL_ID_LENGTH: Final = 256
+# An address, or an address/prefix: the longest is 49 characters (ffff:...:255.255.255.255/128).
+MAX_ADDRESS_LENGTH: Final = 64
 
 
 class WireRequest(BaseModel):

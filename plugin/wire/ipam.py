@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from plugin.wire.base import WireRequest, WireResponse
+from plugin.wire.base import (
+    MAX_ADDRESS_LENGTH,
+    MAX_ID_LENGTH,
+    MAX_POOL_ID_LENGTH,
+    WireRequest,
+    WireResponse,
+)
 
 
 class CapabilitiesResponse(WireResponse):
@@ -18,9 +24,9 @@ class AddressSpacesResponse(WireResponse):
 
 
 class RequestPoolRequest(WireRequest):
-    address_space: str = Field(default="", alias="AddressSpace")
-    pool: str = Field(default="", alias="Pool")
-    sub_pool: str = Field(default="", alias="SubPool")
+    address_space: str = Field(default="", alias="AddressSpace", max_length=MAX_ID_LENGTH)
+    pool: str = Field(default="", alias="Pool", max_length=MAX_ADDRESS_LENGTH)
+    sub_pool: str = Field(default="", alias="SubPool", max_length=MAX_ADDRESS_LENGTH)
     options: dict[str, str] = Field(default_factory=dict, alias="Options")
     v6: bool = Field(default=False, alias="V6")
 
@@ -32,12 +38,12 @@ class RequestPoolResponse(WireResponse):
 
 
 class ReleasePoolRequest(WireRequest):
-    pool_id: str = Field(alias="PoolID", min_length=1)
+    pool_id: str = Field(alias="PoolID", min_length=1, max_length=MAX_POOL_ID_LENGTH)
 
 
 class RequestAddressRequest(WireRequest):
-    pool_id: str = Field(alias="PoolID", min_length=1)
-    address: str = Field(default="", alias="Address")
+    pool_id: str = Field(alias="PoolID", min_length=1, max_length=MAX_POOL_ID_LENGTH)
+    address: str = Field(default="", alias="Address", max_length=MAX_ADDRESS_LENGTH)
     options: dict[str, str] = Field(default_factory=dict, alias="Options")
 
 
@@ -47,5 +53,5 @@ class RequestAddressResponse(WireResponse):
 
 
 class ReleaseAddressRequest(WireRequest):
-    pool_id: str = Field(alias="PoolID", min_length=1)
-    address: str = Field(alias="Address", min_length=1)
+    pool_id: str = Field(alias="PoolID", min_length=1, max_length=MAX_POOL_ID_LENGTH)
+    address: str = Field(alias="Address", min_length=1, max_length=MAX_ADDRESS_LENGTH)

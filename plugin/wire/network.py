@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
-from plugin.wire.base import WireRequest, WireResponse
+from plugin.wire.base import MAX_ADDRESS_LENGTH, MAX_ID_LENGTH, WireRequest, WireResponse
 
 # libnetwork's types.RouteType: a route via a next hop, or a route straight out of the interface.
 ROUTE_NEXTHOP = 0
@@ -23,9 +23,11 @@ class IpamData(WireRequest):
     """One pool of a network as Docker's IPAM handed it out (``driverapi.IPAMData``)."""
 
     address_space: str = Field(default="", alias="AddressSpace")
-    pool: str = Field(alias="Pool")
-    gateway: str = Field(default="", alias="Gateway")
-    aux_addresses: dict[str, str] = Field(default_factory=dict, alias="AuxAddresses")
+    pool: str = Field(alias="Pool", max_length=MAX_ADDRESS_LENGTH)
+    gateway: str = Field(default="", alias="Gateway", max_length=MAX_ADDRESS_LENGTH)
+    aux_addresses: dict[str, Annotated[str, StringConstraints(max_length=MAX_ADDRESS_LENGTH)]] = (
+        Field(default_factory=dict, alias="AuxAddresses")
+    )
 
 
 class GwAllocCheckRequest(WireRequest):
@@ -38,7 +40,7 @@ class GwAllocCheckResponse(WireResponse):
 
 
 class CreateNetworkRequest(WireRequest):
-    network_id: str = Field(alias="NetworkID", min_length=1)
+    network_id: str = Field(alias="NetworkID", min_length=1, max_length=MAX_ID_LENGTH)
     options: dict[str, Any] = Field(default_factory=dict, alias="Options")
     ipv4_data: list[IpamData] = Field(default_factory=list, alias="IPv4Data")
     ipv6_data: list[IpamData] = Field(default_factory=list, alias="IPv6Data")
@@ -47,11 +49,11 @@ class CreateNetworkRequest(WireRequest):
 class NetworkIdRequest(WireRequest):
     """DeleteNetwork and FreeNetwork: just the network."""
 
-    network_id: str = Field(alias="NetworkID", min_length=1)
+    network_id: str = Field(alias="NetworkID", min_length=1, max_length=MAX_ID_LENGTH)
 
 
 class AllocateNetworkRequest(WireRequest):
-    network_id: str = Field(alias="NetworkID", min_length=1)
+    network_id: str = Field(alias="NetworkID", min_length=1, max_length=MAX_ID_LENGTH)
     options: dict[str, str] = Field(default_factory=dict, alias="Options")
     ipv4_data: list[IpamData] = Field(default_factory=list, alias="IPv4Data")
     ipv6_data: list[IpamData] = Field(default_factory=list, alias="IPv6Data")
@@ -62,14 +64,14 @@ class AllocateNetworkResponse(WireResponse):
 
 
 class EndpointInterface(WireRequest):
-    address: str = Field(default="", alias="Address")
-    address_ipv6: str = Field(default="", alias="AddressIPv6")
-    mac_address: str = Field(default="", alias="MacAddress")
+    address: str = Field(default="", alias="Address", max_length=MAX_ADDRESS_LENGTH)
+    address_ipv6: str = Field(default="", alias="AddressIPv6", max_length=MAX_ADDRESS_LENGTH)
+    mac_address: str = Field(default="", alias="MacAddress", max_length=MAX_ADDRESS_LENGTH)
 
 
 class CreateEndpointRequest(WireRequest):
-    network_id: str = Field(alias="NetworkID", min_length=1)
-    endpoint_id: str = Field(alias="EndpointID", min_length=1)
+    network_id: str = Field(alias="NetworkID", min_length=1, max_length=MAX_ID_LENGTH)
+    endpoint_id: str = Field(alias="EndpointID", min_length=1, max_length=MAX_ID_LENGTH)
     interface: EndpointInterface = Field(default_factory=EndpointInterface, alias="Interface")
     options: dict[str, Any] = Field(default_factory=dict, alias="Options")
 
@@ -87,8 +89,8 @@ class CreateEndpointResponse(WireResponse):
 class EndpointRequest(WireRequest):
     """DeleteEndpoint, EndpointOperInfo, Leave, RevokeExternalConnectivity."""
 
-    network_id: str = Field(alias="NetworkID", min_length=1)
-    endpoint_id: str = Field(alias="EndpointID", min_length=1)
+    network_id: str = Field(alias="NetworkID", min_length=1, max_length=MAX_ID_LENGTH)
+    endpoint_id: str = Field(alias="EndpointID", min_length=1, max_length=MAX_ID_LENGTH)
 
 
 class EndpointOperInfoResponse(WireResponse):
@@ -96,8 +98,8 @@ class EndpointOperInfoResponse(WireResponse):
 
 
 class JoinRequest(WireRequest):
-    network_id: str = Field(alias="NetworkID", min_length=1)
-    endpoint_id: str = Field(alias="EndpointID", min_length=1)
+    network_id: str = Field(alias="NetworkID", min_length=1, max_length=MAX_ID_LENGTH)
+    endpoint_id: str = Field(alias="EndpointID", min_length=1, max_length=MAX_ID_LENGTH)
     sandbox_key: str = Field(default="", alias="SandboxKey")
     options: dict[str, Any] = Field(default_factory=dict, alias="Options")
 
@@ -122,8 +124,8 @@ class JoinResponse(WireResponse):
 
 
 class ExternalConnectivityRequest(WireRequest):
-    network_id: str = Field(alias="NetworkID", min_length=1)
-    endpoint_id: str = Field(alias="EndpointID", min_length=1)
+    network_id: str = Field(alias="NetworkID", min_length=1, max_length=MAX_ID_LENGTH)
+    endpoint_id: str = Field(alias="EndpointID", min_length=1, max_length=MAX_ID_LENGTH)
     options: dict[str, Any] = Field(default_factory=dict, alias="Options")
 
 

@@ -3,6 +3,7 @@ the way dockerd does (POST, JSON body, Docker's plugin Accept header)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -14,8 +15,11 @@ import pytest
 from aiohttp import web
 
 from plugin.app import make_app, make_runner
+from plugin.listener import PluginSocket, bind_plugin_socket
 from plugin.services import ServicesFactory, open_services
 from plugin.settings import Settings
+from plugin.transport import PluginSite
+from tests.api.fake_links import FakeLinks
 
 DOCKER_ACCEPT = "application/vnd.docker.plugins.v1.2+json"
 
@@ -63,14 +67,20 @@ StartDaemon = Callable[..., Awaitable[Daemon]]
 
 @pytest.fixture
 async def start_daemon(tmp_path: Path) -> AsyncIterator[StartDaemon]:
-    """Start (and on teardown stop) the app on ``tmp_path/plugin.sock``; call again to restart."""
-    runners: list[web.AppRunner] = []
+    """Start (and on teardown stop) the app on ``tmp_path/plugin.sock``, served as the daemon
+    serves it (plugin.listener, plugin.transport); call again to restart."""
+    runners: list[tuple[web.AppRunner, PluginSocket]] = []
     sessions: list[aiohttp.ClientSession] = []
 
-    async def start(factory: ServicesFactory = open_services, **overrides: Any) -> Daemon:
-        for runner in runners:
+    async def stop() -> None:
+        for runner, sock in runners:
             await runner.cleanup()
+            sock.unlink_if_ours()
+            sock.close()
         runners.clear()
+
+    async def start(factory: ServicesFactory = open_services, **overrides: Any) -> Daemon:
+        await stop()
         values: dict[str, Any] = {
             "socket": tmp_path / "plugin.sock",
             "state_dir": tmp_path / "state",
@@ -81,8 +91,9 @@ async def start_daemon(tmp_path: Path) -> AsyncIterator[StartDaemon]:
         settings = Settings(**values)
         runner = make_runner(make_app(settings, factory))
         await runner.setup()
-        await web.UnixSite(runner, str(settings.socket)).start()
-        runners.append(runner)
+        sock = bind_plugin_socket(settings.socket)
+        await PluginSite(runner, sock).start()
+        runners.append((runner, sock))
         session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(settings.socket)))
         sessions.append(session)
         return Daemon(settings, PluginClient(session))
@@ -90,8 +101,7 @@ async def start_daemon(tmp_path: Path) -> AsyncIterator[StartDaemon]:
     yield start
     for session in sessions:
         await session.close()
-    for runner in runners:
-        await runner.cleanup()
+    await stop()
 
 
 @pytest.fixture
@@ -102,3 +112,27 @@ async def daemon(start_daemon: StartDaemon) -> Daemon:
 @pytest.fixture
 def client(daemon: Daemon) -> PluginClient:
     return daemon.client
+
+
+# ----------------------------------------------------------- the driver on a fake link layer
+
+
+@pytest.fixture
+def links() -> FakeLinks:
+    """An in-memory link layer with one NIC, ``lab0``: for tests of the protocol and of the
+    driver's decisions (tests/kernel drives real links)."""
+    fake = FakeLinks()
+    fake.add_nic("lab0")
+    return fake
+
+
+@pytest.fixture
+def factory(links: FakeLinks) -> ServicesFactory:
+    """The daemon's services on `links` (pass it to `start_daemon` to restart on the same host)."""
+    return functools.partial(open_services, links=links)
+
+
+@pytest.fixture
+async def d(start_daemon: StartDaemon, factory: ServicesFactory) -> Daemon:
+    """The daemon on the fake link layer."""
+    return await start_daemon(factory)

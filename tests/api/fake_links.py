@@ -2,6 +2,10 @@
 
 For handler tests that are about the protocol and the driver's decisions, not about netlink;
 tests/kernel drives the real link layer.
+
+Names go through what the real layer does with them: its own check (``check_link_name``, which
+refuses what the kernel's dev_valid_name() refuses), then the kernel's reading of IFLA_IFNAME,
+which stops at the first NUL byte (``nla_strscpy``): ``lab0\x00x`` is looked up as ``lab0``.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import itertools
 from dataclasses import replace
 
 from driver.errors import KindNotSupported, LinkExists, ParentNotFound
-from driver.linkinfo import IpvlanFlag, IpvlanMode, LinkInfo, MacvlanMode
+from driver.linkinfo import IpvlanFlag, IpvlanMode, LinkInfo, MacvlanMode, check_link_name
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -65,7 +69,7 @@ class FakeLinks:
     # -- the Links protocol ---------------------------------------------------------------------
 
     async def get_link(self, name: str) -> LinkInfo | None:
-        return self.links.get(name)
+        return self.links.get(_kernel_name(name))
 
     async def list_links(self) -> list[LinkInfo]:
         return list(self.links.values())
@@ -109,6 +113,7 @@ class FakeLinks:
         return self._stacked(name, parent, "vlan", mtu, alias, vlan_id=vlan_id)
 
     async def create_dummy(self, name: str, *, alias: str | None = None) -> LinkInfo:
+        name = _kernel_name(name)
         self._check_kind("dummy", name)
         if name in self.links:
             raise LinkExists(f"a link named {name} already exists")
@@ -117,6 +122,7 @@ class FakeLinks:
         return link
 
     async def delete_link(self, name: str) -> bool:
+        name = _kernel_name(name)
         if name not in self.links:
             return False
         index = self.links.pop(name).index
@@ -127,6 +133,7 @@ class FakeLinks:
         return True
 
     async def set_up(self, name: str) -> None:
+        name = _kernel_name(name)
         self.links[name] = replace(self.links[name], up=True, oper_state="up", carrier=True)
 
     async def add_address(self, name: str, cidr: str) -> bool:
@@ -179,6 +186,7 @@ class FakeLinks:
         mac: str | None = None,
         **extra: object,
     ) -> LinkInfo:
+        name, parent = _kernel_name(name), _kernel_name(parent)
         self._check_kind(kind, name)
         lower = self.links.get(parent)
         if lower is None:
@@ -206,6 +214,12 @@ class FakeLinks:
         )
         self.links[name] = link
         return link
+
+
+def _kernel_name(name: str) -> str:
+    """The name as the real link layer passes it on and the kernel reads it."""
+    check_link_name(name)
+    return name.split("\0", 1)[0]
 
 
 def _mac(n: int) -> str:

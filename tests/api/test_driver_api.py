@@ -23,18 +23,6 @@ EP = "e" * 64
 EP2 = "f" * 64
 
 
-@pytest.fixture
-def links() -> FakeLinks:
-    fake = FakeLinks()
-    fake.add_nic("lab0")
-    return fake
-
-
-@pytest.fixture
-async def d(start_daemon: StartDaemon, links: FakeLinks) -> Daemon:
-    return await start_daemon(functools.partial(open_services, links=links))
-
-
 def create_body(
     network_id: str = NET,
     internal: bool = False,
@@ -135,7 +123,7 @@ async def test_repeated_requests_get_the_same_answer(d: Daemon) -> None:
 
 async def test_unknown_option_lists_the_known_ones(d: Daemon) -> None:
     err = await refused(d.client, parent="lab0", macvlan_mod="private")
-    assert "unknown driver option macvlan_mod" in err
+    assert "unknown driver option 'macvlan_mod'" in err
     assert "macvlan_mode" in err
     assert "ipvlan_flag" in err
 

@@ -2,62 +2,17 @@
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import signal
 import socket
 import stat
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__("plugin", timeout=30)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
-        self.sock.connect(str(self.path))
-
-
-def activate(path: Path) -> tuple[int, object]:
-    conn = UnixHTTPConnection(path)
-    try:
-        conn.request("POST", "/Plugin.Activate", body=b"")
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read())
-    finally:
-        conn.close()
-
-
-def serve(tmp_path: Path, sock: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "plugin.cli", "serve", "--socket", str(sock)]
-    argv += ["--state-dir", str(tmp_path / "state"), "--node-name", "node1"]
-    log = (tmp_path / "daemon.log").open("ab")
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-
-
-def wait_for_socket(path: Path, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the daemon exited"
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-                probe.connect(str(path))
-                return
-        except OSError:
-            time.sleep(0.01)
-    raise AssertionError(f"{path} never accepted a connection")
+from tests.api.serve_process import activate, serve, wait_for_socket
 
 
 @pytest.fixture
@@ -128,15 +83,3 @@ def test_a_file_in_the_sockets_place_is_never_replaced(tmp_path: Path) -> None:
     assert "exists and is not a socket; refusing to replace it" in log
     assert "Traceback" not in log
     assert not os.path.exists(tmp_path / "state" / "ipam.sqlite3")
-
-
-def test_an_unusable_state_directory_is_one_clear_line(tmp_path: Path) -> None:
-    (tmp_path / "state").write_text("a file, not a directory\n")
-    sock = tmp_path / "pymacvlan.sock"
-    proc = serve(tmp_path, sock)
-    assert proc.wait(timeout=60) == 1
-    log = (tmp_path / "daemon.log").read_text()
-    assert "pymacvlan: cannot start:" in log
-    assert str(tmp_path / "state") in log
-    assert "Traceback" not in log
-    assert not sock.exists()

@@ -41,6 +41,7 @@ from ipam.cluster.kv import Absent, Delete, Put
 from ipam.cluster.mode import ClusterMode
 from ipam.defaults import builtin_default_pools
 from ipam.service import IpamService, IpamSettings
+from plugin.state_files import StateFiles
 from tests.bench.report import dec, num, plain, table
 from tests.cluster.etcd_cluster import EtcdCluster
 
@@ -63,8 +64,8 @@ async def open_service(state_dir: Path, etcd: EtcdCluster | None, prefix: str) -
     if etcd is not None:
         config = ClusterConfig.parse(etcd.endpoints, prefix=prefix, sweep_seconds=3600)
         assert config is not None
-        cluster = ClusterMode(config, NODE, state_dir)
-    service = IpamService.open_sqlite(state_dir, settings(), cluster=cluster)
+        cluster = ClusterMode(config, NODE, state_dir, files=StateFiles())
+    service = IpamService.open_sqlite(state_dir, settings(), cluster=cluster, files=StateFiles())
     await service.load()
     return service
 

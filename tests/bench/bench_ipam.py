@@ -41,6 +41,7 @@ from ipam.records import AllocationRecord, Change, CursorRecord, Kind
 from ipam.requests import AddressRequest
 from ipam.service import IpamService, IpamSettings
 from ipam.sqlite_store import SqliteStore
+from plugin.state_files import StateFiles
 from tests.bench.report import dec, num, plain, table
 
 NODE = "bench"
@@ -168,7 +169,7 @@ def preload(state_dir: Path, subnet: str, live: int) -> str:
         for n in range(live)
     )
     cursor = (CursorRecord(spec.pool_id, rows[-1].address),) if rows else ()
-    store = SqliteStore(state_dir / SqliteStore.FILE_NAME)
+    store = SqliteStore(state_dir / SqliteStore.FILE_NAME, StateFiles())
     store.load()
     store.commit(Change(put_leases=(lease,), put_allocations=rows, put_cursors=cursor))
     store.close()
@@ -184,7 +185,7 @@ async def bench_service(subnet: str, live: int, requests: int) -> ServiceResult:
         state_dir = Path(tmp)
         pool_id = preload(state_dir, subnet, live)
 
-        service = IpamService.open_sqlite(state_dir, settings())
+        service = IpamService.open_sqlite(state_dir, settings(), files=StateFiles())
         started = time.perf_counter()
         await service.load()
         load_s = time.perf_counter() - started
@@ -217,7 +218,7 @@ async def bench_service(subnet: str, live: int, requests: int) -> ServiceResult:
 
         # Peak memory of a start-up, in a separate traced run (tracing slows the load).
         tracemalloc.start()
-        traced = IpamService.open_sqlite(state_dir, settings())
+        traced = IpamService.open_sqlite(state_dir, settings(), files=StateFiles())
         await traced.load()
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()

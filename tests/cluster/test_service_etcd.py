@@ -27,6 +27,7 @@ from ipam.errors import (
     NoAvailableAddresses,
 )
 from ipam.service import IpamService
+from plugin.state_files import StateFiles
 from tests.cluster.etcd_cluster import EtcdCluster, free_ports
 from tests.unit.ipam.helpers import GATEWAY, Clock, endpoint, make_settings
 
@@ -87,9 +88,9 @@ async def make_node(
             events.append((level, event, dict(fields)))
 
         state_dir = tmp_path / name
-        mode = ClusterMode(config, name, state_dir, clock=clock, events=sink)
+        mode = ClusterMode(config, name, state_dir, files=StateFiles(), clock=clock, events=sink)
         service = IpamService.open_sqlite(
-            state_dir, make_settings(name, quarantine), clock, cluster=mode
+            state_dir, make_settings(name, quarantine), clock, cluster=mode, files=StateFiles()
         )
         await service.load()
         node = Node(name, service, mode, events)

@@ -17,6 +17,7 @@ import pytest
 
 from tests.e2e.conftest import Plugin, wait_for
 from tests.harness.netns import Netns, NetnsLab, root_link_names
+from tests.harness.prereq import require_command
 
 pytestmark = pytest.mark.e2e
 
@@ -48,9 +49,10 @@ def run(p: Plugin, image: str, name: str, network: str, *args: str) -> None:
 
 def container_link(p: Plugin, container: str, ifname: str = "eth0") -> dict[str, Any]:
     """The container's interface as the kernel describes it (busybox's ip has no -d)."""
+    nsenter = require_command("nsenter")
     pid = p.docker("inspect", "-f", "{{.State.Pid}}", container).strip()
     out = subprocess.run(
-        ["nsenter", "-t", pid, "-n", "ip", "-j", "-d", "link", "show", ifname],
+        [nsenter, "-t", pid, "-n", "ip", "-j", "-d", "link", "show", ifname],
         capture_output=True,
         text=True,
         check=True,
@@ -312,6 +314,7 @@ def test_network_survives_dockerd_and_plugin_restarts(
 def test_host_shim_host_and_container_reach_each_other(
     unmanaged_plugin: Plugin, busybox_image: str, lan: Lan
 ) -> None:
+    require_command("ping")  # from the host
     p = unmanaged_plugin
     links_before = set(root_link_names())
     # The shim lives in the root namespace, whose uplink is in 203.0.113.0/24: use another range.

@@ -16,6 +16,7 @@ Further namespaces play containers. Deleting the namespaces removes everything m
 
 from __future__ import annotations
 
+import errno
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,8 +24,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from driver.errors import InvalidOption, LinkExists, ParentBusy
-from driver.linkinfo import IpvlanFlag
+from driver.linkinfo import IpvlanFlag, IpvlanMode
 from driver.netlink import LinkLayer
+from driver.sharing import ParentUser, check_sharing, link_user
 from tests.harness.prereq import in_guest, kernel_supports, require
 from tests.kernel.nslab import Lab, ip_link_json, link_names, read, sh
 
@@ -111,7 +113,8 @@ async def test_a_second_link_for_one_vlan_id_is_named(lab: Lab, links: LinkLayer
 
 
 async def test_ipvlan_keeps_one_mode_per_parent(lab: Lab, links: LinkLayer) -> None:
-    """Kernel behaviour: a new ipvlan link in another mode switches its siblings; we refuse it."""
+    """Kernel behaviour: a new ipvlan link in another mode switches its siblings. The link layer
+    does as it is told; driver.sharing refuses it, reading the siblings back from the kernel."""
     sh(
         "ip",
         "-n",
@@ -146,15 +149,23 @@ async def test_ipvlan_keeps_one_mode_per_parent(lab: Lab, links: LinkLayer) -> N
     assert not ip_link_json(lab.host, "iv0")["linkinfo"]["info_data"].get("private")
     sh("ip", "-n", lab.host, "link", "del", "iv1")
 
+    iv0 = link_user(await read(links, "iv0"), "not made by pymacvlan")
+    assert iv0 is not None
     with pytest.raises(
         ParentBusy,
         match=re.escape(
-            "parent lab0 already has ipvlan links in another mode: iv0 (l3 bridge); the kernel "
-            "keeps one ipvlan mode and flag per parent and would silently switch them to l2 vepa"
+            "network 0123456789ab (ipvlan l2/vepa) cannot use parent lab0: it already has link iv0 "
+            "(ipvlan l3/bridge, not made by pymacvlan); ipvlan users of one parent must have the "
+            "same ipvlan_mode and ipvlan_flag"
         ),
     ):
-        await links.create_ipvlan("iv2", "lab0", "l2", "vepa")
-    await links.create_ipvlan("iv2", "lab0", "l3", "bridge")  # the same mode is fine
+        check_sharing("lab0", _ipvlan_network("l2", "vepa"), [iv0])
+    check_sharing("lab0", _ipvlan_network("l3", "bridge"), [iv0])  # the same mode is fine
+    await links.create_ipvlan("iv2", "lab0", "l3", "bridge")
+
+
+def _ipvlan_network(mode: IpvlanMode, flag: IpvlanFlag) -> ParentUser:
+    return ParentUser("network 0123456789ab", "ipvlan", ipvlan_mode=mode, ipvlan_flag=flag)
 
 
 @pytest.mark.parametrize(("flag", "reachable"), [("bridge", True), ("private", False)])
@@ -179,32 +190,43 @@ async def test_ipvlan_mtu_above_the_parent_is_refused(lab: Lab, links: LinkLayer
 # -- macvlan and ipvlan on one parent -------------------------------------------------------------
 
 
-async def test_ipvlan_next_to_macvlan_is_refused_with_the_links_named(
+async def test_ipvlan_next_to_macvlan_the_rule_names_the_link_and_the_kernel_says_ebusy(
     lab: Lab, links: LinkLayer
 ) -> None:
-    await links.create_macvlan("mv0", "lab0")
+    mv0 = link_user(await links.create_macvlan("mv0", "lab0"), "not made by pymacvlan")
+    assert mv0 is not None
     with pytest.raises(
         ParentBusy,
         match=re.escape(
-            "parent lab0 already has macvlan links (mv0); the kernel does not allow macvlan and "
-            "ipvlan on one parent"
+            "it already has link mv0 (macvlan bridge, not made by pymacvlan), and macvlan and "
+            "ipvlan cannot share a parent"
         ),
     ):
+        check_sharing("lab0", _ipvlan_network("l2", "bridge"), [mv0])
+    with pytest.raises(ParentBusy, match="parent lab0 is already in use by macvlan links") as info:
         await links.create_ipvlan("iv0", "lab0")
+    assert info.value.errno == errno.EBUSY
+    assert link_names(lab.host) == {"lo", "lab0", "mv0"}
 
 
-async def test_macvlan_next_to_ipvlan_is_refused_with_the_links_named(
+async def test_macvlan_next_to_ipvlan_the_rule_names_the_link_and_the_kernel_says_ebusy(
     lab: Lab, links: LinkLayer
 ) -> None:
-    await links.create_ipvlan("iv0", "lab0")
+    iv0 = link_user(await links.create_ipvlan("iv0", "lab0"), "not made by pymacvlan")
+    assert iv0 is not None
+    network = ParentUser("network 0123456789ab", "macvlan", macvlan_mode="bridge")
     with pytest.raises(
         ParentBusy,
         match=re.escape(
-            "parent lab0 already has ipvlan links (iv0); the kernel does not allow macvlan and "
-            "ipvlan on one parent"
+            "it already has link iv0 (ipvlan l2/bridge, not made by pymacvlan), and macvlan and "
+            "ipvlan cannot share a parent"
         ),
     ):
+        check_sharing("lab0", network, [iv0])
+    with pytest.raises(ParentBusy, match="parent lab0 is already in use by ipvlan links") as info:
         await links.create_macvlan("mv0", "lab0")
+    assert info.value.errno == errno.EBUSY
+    assert link_names(lab.host) == {"lo", "lab0", "iv0"}
 
 
 async def test_a_conflict_inside_a_container_is_still_worded(lab: Lab, links: LinkLayer) -> None:

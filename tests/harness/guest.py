@@ -95,10 +95,11 @@ def junit_failures(path: Path) -> list[GuestFailure]:
 
 
 def kernel_image() -> Path | None:
-    """The guest kernel: ``$PYMACVLAN_GUEST_KERNEL`` or the newest ``/boot/vmlinuz-*-amd64``."""
+    """The guest kernel: ``$PYMACVLAN_GUEST_KERNEL`` or the newest distribution kernel with every
+    module: Debian's ``/boot/vmlinuz-*-amd64``, Ubuntu's ``/boot/vmlinuz-*-generic``."""
     if os.environ.get(KERNEL_ENV):
         return Path(os.environ[KERNEL_ENV])
-    images = glob.glob("/boot/vmlinuz-*-amd64")
+    images = glob.glob("/boot/vmlinuz-*-amd64") + glob.glob("/boot/vmlinuz-*-generic")
 
     def version_key(path: str) -> list[int]:
         return [int(part) for part in re.findall(r"\d+", path)]
@@ -111,7 +112,10 @@ def missing_prerequisites() -> list[str]:
     missing = []
     kernel = kernel_image()
     if kernel is None or not kernel.exists():
-        missing.append("a Debian kernel in /boot (apt-get install linux-image-amd64)")
+        missing.append(
+            "a distribution kernel in /boot (apt-get install linux-image-amd64, on Ubuntu "
+            "linux-image-generic; tests/install-deps does it)"
+        )
     else:
         release = kernel.name.removeprefix("vmlinuz-")
         if not Path("/lib/modules", release).is_dir():
@@ -141,7 +145,7 @@ def vng_argv(
     """The ``vng`` command line that boots the guest kernel and runs `script` (a shell line)."""
     kernel = kernel_image()
     if kernel is None:
-        raise FileNotFoundError("no /boot/vmlinuz-*-amd64 (apt-get install linux-image-amd64)")
+        raise FileNotFoundError("no guest kernel in /boot (tests/install-deps installs one)")
     argv = [
         str(VENV / "bin" / "vng"),
         "--run",

@@ -60,7 +60,10 @@ def require_root() -> None:
 def require_command(name: str) -> str:
     """The test needs `name` on PATH; returns its full path."""
     path = shutil.which(name)
-    require(path is not None, f"needs the command {name!r} (install it; see .ci/run)")
+    require(
+        path is not None,
+        f"needs the command {name!r} (tests/install-deps installs it, as ./tests/run does)",
+    )
     assert path is not None
     return path
 

@@ -9,30 +9,70 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from driver import announce
-from driver.mac import check_mac, stable_mac
+from driver.ids import MAX_ID_LENGTH, check_id
+from driver.linkinfo import check_link_name, normalize_mac
+from driver.mac import stable_mac
 from driver.names import (
     dummy_link_name,
+    endpoint_alias,
     endpoint_link_name,
+    is_endpoint_link_of,
     is_owned,
     owned_alias,
     shim_link_name,
     vlan_link_name,
 )
 
+IDS = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.",
+    min_size=1,
+    max_size=MAX_ID_LENGTH,
+)
 
-@given(st.text(min_size=1, max_size=64))
-def test_every_generated_name_fits_the_kernel_limit(ident: str) -> None:
-    for name in (endpoint_link_name(ident), dummy_link_name(ident), shim_link_name(ident)):
-        assert len(name) <= 15
+
+@given(IDS, st.sets(st.text(min_size=1, max_size=15), max_size=3), st.text(min_size=1))
+def test_every_name_made_from_an_accepted_id_is_a_valid_interface_name(
+    ident: str, taken: set[str], parent: str
+) -> None:
+    check_id("EndpointID", ident)
+    for name in (endpoint_link_name(ident, taken), dummy_link_name(ident), shim_link_name(parent)):
+        check_link_name(name)  # the kernel's rules, bytes counted
+    assert endpoint_link_name(ident, taken) not in taken
+
+
+def test_an_endpoint_whose_natural_name_is_taken_gets_one_of_its_own() -> None:
+    a, b = "c0ffee000000" + "a" * 52, "c0ffee000000" + "b" * 52
+    assert endpoint_link_name(a) == endpoint_link_name(b) == "pmvc0ffee000000"
+    other = endpoint_link_name(b, {"pmvc0ffee000000"})
+    assert other.startswith("pmv")
+    assert other != "pmvc0ffee000000"
+    assert other == endpoint_link_name(b, {"pmvc0ffee000000"})  # stable
+    assert endpoint_link_name(b, {"pmvc0ffee000000", other}) not in {"pmvc0ffee000000", other}
+
+
+def test_an_endpoint_link_belongs_to_the_endpoint_its_alias_names() -> None:
+    a, b = "c0ffee000000" + "a" * 52, "c0ffee000000" + "b" * 52
+    assert endpoint_alias(a) == f"pymacvlan:endpoint:{a}"
+    assert is_endpoint_link_of(endpoint_alias(a), a)
+    assert not is_endpoint_link_of(endpoint_alias(a), b)
+    assert is_endpoint_link_of("pymacvlan:endpoint:c0ffee000000", a)  # made by 0.1
+    assert not is_endpoint_link_of(None, a)
+    assert not is_endpoint_link_of("pymacvlan:vlan:" + a, a)
+    long_id = "x" * 300  # stored by a version that took any ID: still an alias that fits
+    assert len(endpoint_alias(long_id)) <= 255
+    assert is_endpoint_link_of(endpoint_alias(long_id), long_id)
 
 
 @given(
-    st.text(alphabet="abcdefghijklmnop0123456789", min_size=1, max_size=15), st.integers(1, 4094)
+    st.text(alphabet="abcdefghijklmnop0123456789é", min_size=1, max_size=15).filter(
+        lambda base: len(base.encode()) <= 15
+    ),
+    st.integers(1, 4094),
 )
 def test_vlan_names_are_natural_when_they_fit_and_short_otherwise(base: str, vid: int) -> None:
     name = vlan_link_name(base, vid)
-    assert len(name) <= 15
-    if len(f"{base}.{vid}") <= 15:
+    check_link_name(name)  # 15 bytes at most, which is what the kernel counts
+    if len(f"{base}.{vid}".encode()) <= 15:
         assert name == f"{base}.{vid}"
 
 
@@ -54,7 +94,7 @@ def test_stable_mac_is_local_unicast_and_depends_on_network_and_address() -> Non
     assert mac == stable_mac("n1", "192.0.2.10")
     assert mac != stable_mac("n2", "192.0.2.10")
     assert mac != stable_mac("n1", "192.0.2.11")
-    assert check_mac(mac.upper().replace(":", "-")) == mac
+    assert normalize_mac(mac.upper().replace(":", "-")) == mac
 
 
 def test_gratuitous_arp_frame() -> None:

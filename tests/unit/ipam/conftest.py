@@ -9,6 +9,7 @@ import pytest
 
 from ipam.service import IpamService
 from ipam.store import IpamStore, MemoryStore
+from plugin.state_files import StateFiles
 from tests.unit.ipam.helpers import NODE, Clock, ServiceFactory, make_settings
 
 
@@ -42,7 +43,7 @@ async def service(make_service: ServiceFactory) -> IpamService:
 
 @pytest.fixture
 async def sqlite_service(tmp_path: Path, clock: Clock) -> AsyncIterator[IpamService]:
-    service = IpamService.open_sqlite(tmp_path, make_settings(), clock)
+    service = IpamService.open_sqlite(tmp_path, make_settings(), clock, files=StateFiles())
     await service.load()
     yield service
     await service.close()

@@ -12,11 +12,12 @@ from pathlib import Path
 
 from ipam.defaults import builtin_default_pools
 from ipam.service import IpamService, IpamSettings
+from plugin.state_files import StateFiles
 
 
 async def main(state_dir: Path) -> None:
     service = IpamService.open_sqlite(
-        state_dir, IpamSettings("hostA", builtin_default_pools("hostA"), 300.0)
+        state_dir, IpamSettings("hostA", builtin_default_pools("hostA"), 300.0), files=StateFiles()
     )
     await service.load()
     grant = await service.request_pool(

@@ -105,7 +105,7 @@ def test_global_space_is_a_different_table() -> None:
         ),
         (
             {"options": {"rnage.hostA": "192.0.2.0/26", "foo": "1"}},
-            'unknown --ipam-opt "foo", "rnage.hostA": known options are lan, nodes, '
+            "unknown --ipam-opt 'foo', 'rnage.hostA': known options are lan, nodes, "
             "range.<node>, exclude, quarantine, block_size, block_size6",
         ),
         (
@@ -115,12 +115,12 @@ def test_global_space_is_a_different_table() -> None:
         ),
         (
             {"options": {"range.": "192.0.2.0/26"}},
-            "invalid --ipam-opt range.: '' is not a node name (letters, digits, '.', '_', '-'); "
-            "name the node as in range.hostA=192.0.2.0/26",
+            "invalid --ipam-opt range.<node>: '' is not a node name (letters, digits, '.', '_', "
+            "'-'); name the node as in range.hostA=192.0.2.0/26",
         ),
         (
             {"options": {"range.host A": "192.0.2.0/26"}},
-            "invalid --ipam-opt range.host A: 'host A' is not a node name (letters, digits, '.', "
+            "invalid --ipam-opt range.<node>: 'host A' is not a node name (letters, digits, '.', "
             "'_', '-'); name the node as in range.hostA=192.0.2.0/26",
         ),
         (
@@ -135,7 +135,7 @@ def test_global_space_is_a_different_table() -> None:
         ),
         (
             {"options": {"nodes": "a,b,a"}},
-            "invalid --ipam-opt nodes=a,b,a: node 'a' is listed twice",
+            "invalid --ipam-opt nodes='a,b,a': node 'a' is listed twice",
         ),
         (
             {"options": {"nodes": " , "}},

@@ -20,6 +20,7 @@ from ipam.errors import (
 from ipam.records import Snapshot
 from ipam.service import IpamService
 from ipam.store import MemoryStore
+from plugin.state_files import StateFiles
 from tests.unit.ipam.helpers import GATEWAY, Clock, ServiceFactory, endpoint, make_settings
 
 
@@ -438,7 +439,7 @@ async def test_a_returning_container_gets_its_address_back_while_it_rests(
     tmp_path: Path, clock: Clock
 ) -> None:
     """Docker >= 29 names the endpoint: a restarted container keeps its address."""
-    service = IpamService.open_sqlite(tmp_path, make_settings(), clock)
+    service = IpamService.open_sqlite(tmp_path, make_settings(), clock, files=StateFiles())
     await service.load()
     pool_id = await pool(service)
     web = await addr(service, pool_id, "", endpoint("web"))
@@ -451,7 +452,7 @@ async def test_a_returning_container_gets_its_address_back_while_it_rests(
     assert stranger not in (web, db)
     # ...and each returning container its own, also across a restart of the plugin.
     await service.close()
-    service = IpamService.open_sqlite(tmp_path, make_settings(), clock)
+    service = IpamService.open_sqlite(tmp_path, make_settings(), clock, files=StateFiles())
     await service.load()
     assert await addr(service, pool_id, "", endpoint("db")) == db
     assert await addr(service, pool_id, "", endpoint("web")) == web

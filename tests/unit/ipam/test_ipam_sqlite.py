@@ -18,13 +18,14 @@ from ipam.intervals import IntervalSet
 from ipam.records import AllocationRecord, Change, Kind, LeaseRecord, QuarantineRecord
 from ipam.service import IpamService
 from ipam.sqlite_store import _MIGRATIONS, SCHEMA_VERSION, SqliteStore
+from plugin.state_files import StateFiles
 from tests.unit.ipam.helpers import GATEWAY, Clock, endpoint, make_settings
 
 REPO = Path(__file__).resolve().parents[3]
 
 
 async def open_service(state_dir: Path, clock: Clock, node: str = "hostA") -> IpamService:
-    service = IpamService.open_sqlite(state_dir, make_settings(node), clock)
+    service = IpamService.open_sqlite(state_dir, make_settings(node), clock, files=StateFiles())
     await service.load()
     return service
 
@@ -106,8 +107,14 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     newer = SCHEMA_VERSION + 1
-    with pytest.raises(StoreError, match=rf"has schema version {newer}, written by a newer "):
-        SqliteStore(path).load()
+    with pytest.raises(StoreError) as caught:
+        SqliteStore(path, StateFiles()).load()
+    assert str(caught.value).startswith(
+        f"{path} was written by a newer pymacvlan (schema version {newer}; this one knows up to "
+        f"{SCHEMA_VERSION}): upgrade pymacvlan"
+    )
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == newer
 
 
 def test_a_version_1_database_is_migrated_and_keeps_its_quarantine(tmp_path: Path) -> None:
@@ -117,14 +124,14 @@ def test_a_version_1_database_is_migrated_and_keeps_its_quarantine(tmp_path: Pat
         conn.executescript(_MIGRATIONS[0])
         conn.execute("PRAGMA user_version = 1")
         conn.execute("INSERT INTO quarantine VALUES ('t', '192.0.2.7', 1.0, 2.0)")
-    snapshot = SqliteStore(path).load()
+    snapshot = SqliteStore(path, StateFiles()).load()
     assert snapshot.quarantine == (QuarantineRecord("t", "192.0.2.7", 1.0, 2.0, None),)
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_a_failed_commit_leaves_the_database_as_it_was(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "ipam.sqlite3")
+    store = SqliteStore(tmp_path / "ipam.sqlite3", StateFiles())
     store.load()
     lease = LeaseRecord("p", "local", "default", "192.0.2.0/24", "", {}, 1, 0.0)
     store.commit(Change(put_leases=(lease,)))
@@ -139,7 +146,7 @@ def test_a_failed_commit_leaves_the_database_as_it_was(tmp_path: Path) -> None:
 async def test_load_of_100k_allocations_takes_well_under_a_second(
     tmp_path: Path, clock: Clock
 ) -> None:
-    store = SqliteStore(tmp_path / "ipam.sqlite3")
+    store = SqliteStore(tmp_path / "ipam.sqlite3", StateFiles())
     store.load()
     lease = LeaseRecord(
         "local/default/198.18.0.0/15", "local", "default", "198.18.0.0/15", "", {}, 1, 0.0
@@ -160,7 +167,7 @@ async def test_load_of_100k_allocations_takes_well_under_a_second(
     store.commit(Change(put_leases=(lease,), put_allocations=rows))
     store.close()
 
-    service = IpamService.open_sqlite(tmp_path, make_settings(), clock)
+    service = IpamService.open_sqlite(tmp_path, make_settings(), clock, files=StateFiles())
     # CPU time, not wall time: this must not fail because other jobs share the machine. The
     # store thread's CPU counts too (process-wide clock). `tests/bench` reports wall time.
     started = time.process_time()
