@@ -5,8 +5,8 @@ pyroute2 is untyped: ``Any`` stays in this module; the rest of the driver sees `
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Final
 
 from driver.linkinfo import MACVLAN_MODES, IpvlanFlag, IpvlanMode, LinkInfo, MacvlanMode
@@ -16,7 +16,7 @@ _IFF_UP: Final = 0x1  # include/uapi/linux/if.h
 _IFF_LOOPBACK: Final = 0x8
 _ARPHRD_ETHER: Final = 1  # include/uapi/linux/if_arp.h
 
-_SYSFS_NET: Final = Path("/sys/class/net")
+_SYSFS_NET: Final = "/sys/class/net"
 
 
 def _sysfs_wireless(name: str, index: int, mac: str | None) -> bool | None:
@@ -26,16 +26,23 @@ def _sysfs_wireless(name: str, index: int, mac: str | None) -> bool | None:
     test's namespace, a daemon started with ``ip netns exec`` but without its /sys): trust an entry
     only when its ifindex and MAC address are those of the link netlink reported.
     """
-    entry = _SYSFS_NET / name
+    # Plain strings, not pathlib: pathlib interns every part of a path, and every container
+    # brings a link name of its own, read here once.
+    entry = os.path.join(_SYSFS_NET, name)
     try:
-        if int((entry / "ifindex").read_text()) != index:
+        if int(_read(os.path.join(entry, "ifindex"))) != index:
             return None
-        if mac is not None and (entry / "address").read_text().strip() != mac:
+        if mac is not None and _read(os.path.join(entry, "address")).strip() != mac:
             return None
         # cfg80211 adds "phy80211" (and old wireless extensions "wireless") to a Wi-Fi netdev.
-        return (entry / "phy80211").exists() or (entry / "wireless").exists()
+        return any(os.path.exists(os.path.join(entry, n)) for n in ("phy80211", "wireless"))
     except (OSError, ValueError):
         return None
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="ascii", errors="replace") as file:
+        return file.read()
 
 
 def to_info(msg: Any, names: Mapping[int, str]) -> LinkInfo:

@@ -29,9 +29,11 @@ import statistics
 import tempfile
 import time
 import tracemalloc
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from driver.store import open_store
 from ipam.addresses import format_address
 from ipam.allocator import Allocator, record_for_spec
 from ipam.defaults import builtin_default_pools
@@ -169,10 +171,16 @@ def preload(state_dir: Path, subnet: str, live: int) -> str:
         for n in range(live)
     )
     cursor = (CursorRecord(spec.pool_id, rows[-1].address),) if rows else ()
-    store = SqliteStore(state_dir / SqliteStore.FILE_NAME, StateFiles())
+    # A state directory as a daemon leaves it: both files, carrying one state ID (a lone
+    # ipam.sqlite3 with allocations is refused at start-up as lost state).
+    files = StateFiles(state_id=uuid.uuid4().hex)
+    store = SqliteStore(state_dir / SqliteStore.FILE_NAME, files)
     store.load()
     store.commit(Change(put_leases=(lease,), put_allocations=rows, put_cursors=cursor))
     store.close()
+    driver_store = open_store(state_dir, files)
+    driver_store.load()
+    driver_store.close()
     return spec.pool_id
 
 

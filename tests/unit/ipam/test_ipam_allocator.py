@@ -388,3 +388,24 @@ def test_ipv6_64_allocates_without_looking_at_the_whole_pool(count: int) -> None
     assert got == [ip("2001:db8::") + n for n in range(1, count + 1)]
     assert d.allocator.leases[pool].table.unavailable.run_count == 1
     assert text(got[-1], Family.V6).startswith("2001:db8::")
+
+
+def test_the_quarantine_expiry_queue_is_bounded_by_the_pool_not_by_the_releases() -> None:
+    """A busy host with a long quarantine releases the same few addresses over and over: the
+    queue of pending expiries must not keep one entry per release until its time comes (with a
+    day's quarantine that is a day of releases, held in memory)."""
+    d = Direct(quarantine=86_400)
+    pool = d.pool("192.0.2.0/28")  # 14 usable addresses
+    live: list[int] = []
+    for _ in range(20_000):
+        live.append(d.take(pool))
+        if len(live) > 4:
+            d.give(pool, live.pop(0))
+        d.now += 0.1
+    resting = sum(len(t.quarantine) for t in d.allocator.tables.values())
+    assert resting <= 14
+    assert d.allocator.pending_expiries <= 2 * 14 + 1024
+    # Compacting loses no expiry: a day later every resting address is free again.
+    d.now += 86_400
+    assert len(d.allocator.prune(d.now)) == resting
+    assert d.allocator.pending_expiries == 0
