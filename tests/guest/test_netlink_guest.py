@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import re
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -28,7 +27,7 @@ from driver.linkinfo import IpvlanFlag, IpvlanMode
 from driver.netlink import LinkLayer
 from driver.sharing import ParentUser, check_sharing, link_user
 from tests.harness.prereq import in_guest, kernel_supports, require
-from tests.kernel.nslab import Lab, ip_link_json, link_names, read, sh
+from tests.kernel.nslab import Lab, cabled_lab, ip_link_json, link_names, read, sh
 
 pytestmark = [
     pytest.mark.guest,
@@ -48,16 +47,8 @@ def kernel_modules() -> None:
 
 @pytest.fixture
 def lab() -> Iterator[Lab]:
-    lab = Lab(tag=uuid.uuid4().hex[:6])
-    try:
-        host, lan = lab.namespace("host"), lab.namespace("lan")
-        sh("ip", "-n", host, "link", "add", "lab0", "type", "veth", "peer", "name", "lan0")
-        sh("ip", "-n", host, "link", "set", "lan0", "netns", lan)
-        sh("ip", "-n", host, "link", "set", "lab0", "up")
-        sh("ip", "-n", lan, "link", "set", "lan0", "up")
+    with cabled_lab() as lab:
         yield lab
-    finally:
-        lab.delete_all()
 
 
 @pytest.fixture

@@ -1,11 +1,14 @@
-"""Namespaces for the link-layer tests (tests/kernel/test_netlink.py and, in the virtme-ng guest,
+"""Namespaces for the link-layer tests (tests/kernel/test_netlink*.py and, in the virtme-ng guest,
 tests/guest/test_netlink_guest.py): made per test, deleted with everything inside them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,3 +69,27 @@ class Lab:
     @property
     def lan(self) -> str:
         return self.namespaces[1]
+
+
+@contextlib.contextmanager
+def cabled_lab(*, switch: bool = False) -> Iterator[Lab]:
+    """A "host" namespace whose "physical" parent ``lab0`` is a veth to ``lan0`` in a "lan"
+    namespace, both up; with ``switch``, ``lan0`` is a port of bridge ``br0`` (192.0.2.1/24),
+    the LAN's switch and a host on it. Deleted with everything in it, also when the test fails.
+    """
+    lab = Lab(tag=uuid.uuid4().hex[:6])
+    try:
+        host, lan = lab.namespace("host"), lab.namespace("lan")
+        sh("ip", "-n", host, "link", "add", "lab0", "type", "veth", "peer", "name", "lan0")
+        sh("ip", "-n", host, "link", "set", "lan0", "netns", lan)
+        up = [(host, "lab0"), (lan, "lan0")]
+        if switch:
+            sh("ip", "-n", lan, "link", "add", "br0", "type", "bridge")
+            sh("ip", "-n", lan, "link", "set", "lan0", "master", "br0")
+            sh("ip", "-n", lan, "addr", "add", "192.0.2.1/24", "dev", "br0")
+            up.append((lan, "br0"))
+        for ns, dev in up:
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        yield lab
+    finally:
+        lab.delete_all()

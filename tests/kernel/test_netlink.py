@@ -21,7 +21,6 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -42,7 +41,7 @@ from driver.linkinfo import LinkInfo, MacvlanMode, check_link_name, check_vlan_i
 from driver.netlink import LinkLayer
 from driver.netlink.translate import Op, translate
 from tests.harness.prereq import kernel_supports, require, require_command, require_root
-from tests.kernel.nslab import Lab, ip_link_json, link_names, ns_sh, read, sh
+from tests.kernel.nslab import Lab, cabled_lab, ip_link_json, link_names, ns_sh, read, sh
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,19 +51,8 @@ def lab() -> Iterator[Lab]:
     require_root()
     require_command("ip")
     require_command("ping")
-    lab = Lab(tag=uuid.uuid4().hex[:6])
-    try:
-        host, lan = lab.namespace("host"), lab.namespace("lan")
-        sh("ip", "-n", host, "link", "add", "lab0", "type", "veth", "peer", "name", "lan0")
-        sh("ip", "-n", host, "link", "set", "lan0", "netns", lan)
-        sh("ip", "-n", lan, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", lan, "link", "set", "lan0", "master", "br0")
-        sh("ip", "-n", lan, "addr", "add", "192.0.2.1/24", "dev", "br0")
-        for ns, dev in ((host, "lab0"), (lan, "lan0"), (lan, "br0")):
-            sh("ip", "-n", ns, "link", "set", dev, "up")
+    with cabled_lab(switch=True) as lab:
         yield lab
-    finally:
-        lab.delete_all()
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import contextlib
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import pytest
 
 from driver.netlink import LinkLayer
 from tests.harness.prereq import require_command, require_root
-from tests.kernel.nslab import Lab, link_names, sh
+from tests.kernel.nslab import Lab, cabled_lab, link_names
 
 CYCLES = 5000
 WORKERS = 4
@@ -72,16 +71,8 @@ class Samples:
 def lab() -> Iterator[Lab]:
     require_root()
     require_command("ip")
-    lab = Lab(tag=uuid.uuid4().hex[:6])
-    try:
-        host, lan = lab.namespace("host"), lab.namespace("lan")
-        sh("ip", "-n", host, "link", "add", "lab0", "type", "veth", "peer", "name", "lan0")
-        sh("ip", "-n", host, "link", "set", "lan0", "netns", lan)
-        sh("ip", "-n", host, "link", "set", "lab0", "up")
-        sh("ip", "-n", lan, "link", "set", "lan0", "up")
+    with cabled_lab() as lab:
         yield lab
-    finally:
-        lab.delete_all()
 
 
 async def _cycle(links: LinkLayer, name: str, n: int) -> None:
