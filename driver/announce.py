@@ -19,55 +19,37 @@ import struct
 from collections.abc import Iterable
 
 from driver.errors import LinkError
+from driver.lan.frames import (
+    ALL_NODES,
+    ALL_NODES_MAC,
+    ARP_REQUEST,
+    NEIGHBOUR_ADVERTISEMENT,
+    OPTION_TARGET_LINK_ADDRESS,
+    arp_frame,
+    icmpv6_frame,
+    mac_bytes,
+)
 from driver.logs import log
 
-ETH_P_ARP = 0x0806
-ETH_P_IPV6 = 0x86DD
-BROADCAST = b"\xff" * 6
-# RFC 4861 §7.2.6: unsolicited advertisements go to the all-nodes multicast group ff02::1,
-# whose MAC is 33:33 + its low 32 bits (RFC 2464 §7).
-ALL_NODES = ipaddress.IPv6Address("ff02::1")
-ALL_NODES_MAC = b"\x33\x33\x00\x00\x00\x01"
-
-
-def mac_bytes(mac: str) -> bytes:
-    return bytes(int(part, 16) for part in mac.split(":"))
+OVERRIDE = 0x20000000  # the advertisement's Override flag
 
 
 def gratuitous_arp(mac: str, address: ipaddress.IPv4Address) -> bytes:
-    """An ARP request for our own address (RFC 5227 §3 "ARP Announcement")."""
-    src = mac_bytes(mac)
-    ip = address.packed
-    ethernet = BROADCAST + src + struct.pack("!H", ETH_P_ARP)
-    # htype Ethernet, ptype IPv4, hlen 6, plen 4, op request; target MAC zero, target IP = sender.
-    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + src + ip + b"\x00" * 6 + ip
-    return ethernet + arp
+    """An ARP request for our own address (RFC 5227 §3 "ARP Announcement"): target IP = sender
+    IP, target MAC zero, broadcast."""
+    return arp_frame(ARP_REQUEST, mac, address, address)
 
 
 def unsolicited_na(mac: str, address: ipaddress.IPv6Address) -> bytes:
-    """A Neighbor Advertisement with the Override flag (RFC 4861 §4.4, §7.2.6)."""
-    src = mac_bytes(mac)
-    # type 136, code 0, checksum (filled below), flags: Override (0x20000000), target, then the
-    # Target Link-Layer Address option (type 2, length 1 unit of 8 bytes).
-    body = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + address.packed + b"\x02\x01" + src
-    checksum = _icmpv6_checksum(address, ALL_NODES, body)
-    body = body[:2] + struct.pack("!H", checksum) + body[4:]
-    # IPv6 header: version 6, payload length, next header ICMPv6 (58), hop limit 255 (required:
-    # receivers drop NDP messages that may have crossed a router).
-    ipv6 = struct.pack("!IHBB", 6 << 28, len(body), 58, 255) + address.packed + ALL_NODES.packed
-    return ALL_NODES_MAC + src + struct.pack("!H", ETH_P_IPV6) + ipv6 + body
-
-
-def _icmpv6_checksum(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, body: bytes) -> int:
-    pseudo = src.packed + dst.packed + struct.pack("!IxxxB", len(body), 58)
-    data = pseudo + body
-    if len(data) % 2:
-        data += b"\x00"
-    words: tuple[int, ...] = struct.unpack(f"!{len(data) // 2}H", data)
-    total = sum(words)
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    """A Neighbor Advertisement with the Override flag (RFC 4861 §4.4, §7.2.6) and the Target
+    Link-Layer Address option (type 2, one unit of 8 bytes), to all nodes (RFC 4861 §7.2.6)."""
+    body = (
+        struct.pack("!BBHI", NEIGHBOUR_ADVERTISEMENT, 0, 0, OVERRIDE)
+        + address.packed
+        + struct.pack("!BB", OPTION_TARGET_LINK_ADDRESS, 1)
+        + mac_bytes(mac)
+    )
+    return icmpv6_frame(mac, ALL_NODES_MAC, address, ALL_NODES, body)
 
 
 def frames(

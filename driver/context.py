@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
+from driver.lan.claims import ClaimRecord, ClaimWatcher
 from driver.links import Links
 from driver.state import State
 from driver.store import SqliteDriverStore
@@ -18,12 +20,30 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class WatchTiming:
+    """How driver/linkwatch.py paces restoring owned links that vanish while the plugin runs."""
+
+    # After a change that concerns us, wait this long for the rest of the burst (a replugged NIC
+    # is a dozen notifications) and act once.
+    settle: float = 0.3
+    # A link made again this many times within `window` seconds is fought over (something keeps
+    # deleting it): it is left alone until the window has passed, with one log line.
+    burst: int = 5
+    window: float = 60.0
+    # After a restore or a subscription that failed, try again this much later.
+    retry: float = 5.0
+
+
+@dataclass(frozen=True)
 class DriverSettings:
     # This host's name in address plans; host_address=@node names its aux address.
     node_name: str = ""
     # Gratuitous ARP / unsolicited NA sent for a new endpoint (0: none), and their spacing.
     announce_count: int = 3
     announce_interval: float = 1.0
+    # Watch the links of joined endpoints for other devices claiming their addresses.
+    watch_claims: bool = True
+    link_watch: WatchTiming = WatchTiming()
 
 
 @dataclass
@@ -32,8 +52,20 @@ class Context:
     store: SqliteDriverStore
     settings: DriverSettings = field(default_factory=DriverSettings)
     state: State = field(default_factory=State)
+    # The MAC a DHCP lease was taken with, by (subnet, address): such an endpoint must get
+    # exactly that MAC (the plugin wires the IPAM's leases here).
+    lease_mac: Callable[[str, str], str | None] = lambda subnet, address: None
     # Background announcements per endpoint, cancelled when the endpoint goes.
     announcements: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    # Claims of our addresses by other devices (driver/claimwatch.py): the endpoints joined
+    # since this process started (all loaded ones count), one watcher per link carrying them,
+    # the MAC each address should have per link, and what the watchers saw.
+    joined: set[str] = field(default_factory=set)
+    watchers: dict[str, ClaimWatcher] = field(default_factory=dict)
+    claim_owners: dict[str, dict[ipaddress.IPv4Address | ipaddress.IPv6Address, str]] = field(
+        default_factory=dict
+    )
+    claims: ClaimRecord = field(default_factory=ClaimRecord)
     # One thread owns the SQLite connection: calls run in order, and closing it queues behind a
     # call still running (a cancelled caller does not stop its thread).
     executor: ThreadPoolExecutor = field(

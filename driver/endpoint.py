@@ -11,8 +11,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from driver import shim
-from driver.config import parse_ip
+from driver import claimwatch, shim
+from driver.config import NetworkConfig, parse_ip
 from driver.context import Context
 from driver.errors import Conflict, InvalidOption
 from driver.ids import check_id
@@ -45,8 +45,9 @@ async def create_endpoint(ctx: Context, req: EndpointRequest) -> str:
         docker_mac = ""
     mac, generated = docker_mac, False
     if config.kind == "macvlan" and not mac:
+        leased = _leased_mac(ctx, config, ipv4)
         seed = str(ipv4.ip) if ipv4 else str(ipv6.ip) if ipv6 else req.endpoint_id
-        mac, generated = stable_mac(req.network_id, seed), True
+        mac, generated = leased or stable_mac(req.network_id, seed), True
     existing = ctx.state.endpoints.get(req.endpoint_id)
     record = EndpointRecord(
         endpoint_id=req.endpoint_id,
@@ -66,6 +67,18 @@ async def create_endpoint(ctx: Context, req: EndpointRequest) -> str:
     await ctx.commit(ctx.store.put_endpoint, record)
     ctx.state.endpoints[record.endpoint_id] = record
     return record.mac if generated else ""
+
+
+def _leased_mac(
+    ctx: Context, config: NetworkConfig, ipv4: ipaddress.IPv4Interface | None
+) -> str | None:
+    """The MAC the LAN's DHCP server leased this address to, when it came from one."""
+    if ipv4 is None:
+        return None
+    for subnet in config.ipv4:
+        if ipv4.ip in subnet.pool:
+            return ctx.lease_mac(str(subnet.pool), str(ipv4.ip))
+    return None
 
 
 def _link_name(ctx: Context, endpoint_id: str) -> str:
@@ -109,6 +122,7 @@ async def delete_endpoint(ctx: Context, network_id: str, endpoint_id: str) -> No
     await delete_endpoint_link(ctx, record)
     await ctx.commit(ctx.store.delete_endpoint, endpoint_id)
     del ctx.state.endpoints[endpoint_id]
+    await claimwatch.left(ctx, endpoint_id)
 
 
 def endpoint_info(ctx: Context, network_id: str, endpoint_id: str) -> dict[str, Any]:

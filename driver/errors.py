@@ -68,6 +68,12 @@ class ParentNotFound(LinkError):
     caller_fault = True
 
 
+class ParentAbsent(LinkError):
+    """The parent of a network that exists is not on the host now: not yet (a NIC that comes
+    after the daemon at boot) or no more (unplugged). Not the request's fault: the same request
+    works once the parent is there."""
+
+
 class LinkNotFound(LinkError):
     """A link the driver expected (its own, or one it was told to use) is gone."""
 

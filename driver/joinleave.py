@@ -12,7 +12,7 @@ import asyncio
 import ipaddress
 from dataclasses import dataclass, field
 
-from driver import announce, shim
+from driver import announce, claimwatch, shim
 from driver.config import NetworkConfig
 from driver.context import Context
 from driver.endpoint import cancel_announcement
@@ -75,6 +75,7 @@ async def join(ctx: Context, network_id: str, endpoint_id: str) -> JoinResult:
     mac = ep.mac if config.kind == "macvlan" else parent.mac
     if mac and not (config.kind == "ipvlan" and config.ipvlan_mode != "l2"):
         _announce_later(ctx, ep, config.parent.name, mac)
+    await claimwatch.joined(ctx, endpoint_id)
     log.info("joined", endpoint_id=endpoint_id, link=ep.link_name, parent=config.parent.name)
     return result
 
@@ -170,6 +171,7 @@ async def leave(ctx: Context, network_id: str, endpoint_id: str) -> None:
     if ep is None or ep.network_id != network_id:
         return
     cancel_announcement(ctx, endpoint_id)
+    await claimwatch.left(ctx, endpoint_id)
     config = ctx.state.networks.get(network_id)
     if config is not None:
         await shim.unroute_endpoint(ctx, config, ep)

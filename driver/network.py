@@ -8,7 +8,7 @@ cannot be removed is logged, not allowed to keep a deleted network alive.
 
 from __future__ import annotations
 
-from driver import shim
+from driver import claimwatch, shim
 from driver.config import NetworkConfig
 from driver.context import Context
 from driver.errors import Conflict, DriverError
@@ -76,6 +76,7 @@ async def delete_network(ctx: Context, network_id: str) -> None:
     for name in dropped:
         ctx.state.owned.pop(name, None)
     del ctx.state.networks[network_id]
+    await claimwatch.sync(ctx)
     log.info("network deleted", network_id=network_id, deleted_links=list(dropped))
 
 

@@ -8,8 +8,15 @@ The rules (moby's drivers, with their rough edges fixed):
   and brought up; a network without a parent gets a dummy link of its own. Both are owned: recorded
   in the store and marked with our alias on the link itself.
 * An owned link is deleted when the last network using it goes, and only if its alias still says
-  it is ours. An owned link that vanished (a reboot drops VLAN links) is made again when the plugin
-  starts and when a container joins.
+  it is ours. An owned link that vanished (a reboot drops VLAN links, someone deleted it, its NIC
+  was replugged) is made again: when the plugin starts, when the kernel reports it gone
+  (driver/restore.py, driver/linkwatch.py) and when a container joins.
+* A parent that is missing or down is no reason to refuse a network: at boot a NIC may come, or
+  come up, after the daemon, and Docker never sends CreateNetwork again. The network is recorded;
+  a VLAN link of ours on a missing base is made when the base appears. What only the parent itself
+  can tell (Ethernet, MTU, the links already on it) is checked when it is there, at Join.
+* A container joins a parent that is down (it gets traffic when the parent comes up, as on Docker
+  28.0.2 and newer, moby#49593), but not one that is missing: Join says which link is missing.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from collections.abc import Callable
 
 from driver.config import NetworkConfig, Parent
 from driver.context import Context
-from driver.errors import DriverError, InvalidOption, LinkError, ParentNotFound
+from driver.errors import DriverError, InvalidOption, LinkError, ParentAbsent
 from driver.linkinfo import LinkInfo
 from driver.logs import log
 from driver.names import ROLE_DUMMY, ROLE_ENDPOINT, ROLE_VLAN, is_owned, owned_alias
@@ -38,25 +45,21 @@ def owned_record(parent: Parent) -> OwnedLink:
     )
 
 
-async def create_owned(ctx: Context, link: OwnedLink, *, new: bool = False) -> LinkInfo:
+async def create_owned(ctx: Context, link: OwnedLink, *, restored: bool = False) -> LinkInfo:
     """Create an owned link (down → aliased → up); on any failure nothing is left behind.
 
-    ``new``: for a network being created, whose VLAN base must be up (see check_parent); a link
-    made again after a reboot is made whatever the state of its base.
+    A VLAN link is made and brought up whatever the state of its base, as Docker's drivers do: on
+    a base that is down it carries traffic as soon as the base comes up. ``restored``: the link
+    existed and vanished; the one log line says so.
     """
     if link.kind == "dummy":
         await ctx.links.create_dummy(link.name, alias=link.alias)
     elif link.kind == "vlan":
-        base = await ctx.links.get_link(link.base)
-        if base is None:
-            raise ParentNotFound(
-                f"parent interface {link.base} (for VLAN {link.vlan_id} link {link.name}) does "
-                "not exist on this host"
-            )
-        if new and not base.up:
-            raise InvalidOption(
-                f"parent interface {link.base} (for VLAN {link.vlan_id} link {link.name}) is "
-                f"down; bring it up first (ip link set {link.base} up)"
+        if await ctx.links.get_link(link.base) is None:
+            raise ParentAbsent(
+                f"cannot create VLAN {link.vlan_id} link {link.name}: its parent interface "
+                f"{link.base} does not exist on this host; containers on this network start once "
+                f"it is there (pymacvlan then creates {link.name})"
             )
         await ctx.links.create_vlan(link.name, link.base, link.vlan_id, alias=link.alias)
     else:
@@ -69,54 +72,77 @@ async def create_owned(ctx: Context, link: OwnedLink, *, new: bool = False) -> L
     except DriverError:
         await ctx.links.delete_link(link.name)
         raise
-    log.info("created link", link=link.name, kind=link.kind, base=link.base or None)
+    if restored:
+        log.warning(
+            "restored a link of ours that had vanished",
+            link=link.name,
+            kind=link.kind,
+            base=link.base or None,
+        )
+    else:
+        log.info("created link", link=link.name, kind=link.kind, base=link.base or None)
     return created
 
 
-async def prepare_parent(ctx: Context, config: NetworkConfig) -> tuple[LinkInfo, OwnedLink | None]:
-    """The parent link for a new network, created if we may; returns it and what we now own.
+async def prepare_parent(
+    ctx: Context, config: NetworkConfig
+) -> tuple[LinkInfo | None, OwnedLink | None]:
+    """The parent link for a new network, created if we may; returns it (None: not there yet)
+    and what we now own.
 
     The caller stores the network together with the owned link and deletes the link again if
-    that fails (``release_new_parent``).
+    that fails. A parent that is missing (or a VLAN link of ours whose base is missing) is
+    recorded, not refused: only the sharing rule between our own networks can be checked then.
     """
     parent = config.parent
     link = await ctx.links.get_link(parent.name)
     owned = ctx.state.owned.get(parent.name)
     created: OwnedLink | None = None
-    if link is None:
-        if owned is not None:
-            # Ours, vanished (reboot, or deleted by hand): make it again.
-            link = await create_owned(ctx, owned)
-        elif parent.dummy or parent.is_vlan:
-            created = owned_record(parent)
-            link = await create_owned(ctx, created, new=True)
-        else:
-            raise ParentNotFound(f"parent interface {parent.name} does not exist on this host")
+    if link is None and owned is None and (parent.dummy or parent.is_vlan):
+        created = owned_record(parent)
+    record = owned or created
+    if link is None and record is not None and await _base_present(ctx, record):
+        # Ours, vanished (reboot, or deleted by hand), or new: make it.
+        link = await create_owned(ctx, record, restored=owned is not None)
+    # Our links on the parent belong to the networks compared here (or to none any more).
+    others = [
+        network_user(other)
+        for other in ctx.state.networks.values()
+        if other.parent.name == parent.name and other.network_id != config.network_id
+    ]
     try:
-        check_parent(config, link)
-        # Our links on the parent belong to the networks compared here (or to none any more).
-        others = [
-            network_user(other)
-            for other in ctx.state.networks.values()
-            if other.parent.name == parent.name and other.network_id != config.network_id
-        ]
-        children = await ctx.links.list_children(link.index)
-        others += _link_users(children, skip=lambda child: is_owned(child.alias))
+        if link is not None:
+            check_parent(config, link)
+            children = await ctx.links.list_children(link.index)
+            others += _link_users(children, skip=lambda child: is_owned(child.alias))
         check_sharing(parent.name, network_user(config), others)
     except DriverError:
-        if created is not None:
+        if created is not None and link is not None:
             await ctx.links.delete_link(created.name)
         raise
+    if link is None:
+        missing = parent.vlan_base if record is not None and record.kind == "vlan" else parent.name
+        log.warning(
+            "the parent does not exist (yet): the network is recorded, and its containers can "
+            "start once the parent is there",
+            parent=parent.name,
+            missing=missing,
+            network_id=config.network_id,
+        )
     return link, created
 
 
-def check_parent(config: NetworkConfig, link: LinkInfo, *, joining: bool = False) -> None:
+async def _base_present(ctx: Context, link: OwnedLink) -> bool:
+    """Whether an owned link can be made now: a VLAN link needs its base."""
+    return link.kind != "vlan" or await ctx.links.get_link(link.base) is not None
+
+
+def check_parent(config: NetworkConfig, link: LinkInfo) -> None:
     """What the kernel would accept but the user would regret, or would refuse without a reason.
 
-    A parent that is administratively down is refused when the network is created (someone
-    forgot ``ip link set ... up``), but not when a container joins: at boot Docker may restart
-    containers before the host's network configuration has brought the parent up, and they must
-    start (moby#49593); they get connectivity when the parent comes up.
+    A parent that is administratively down is accepted, with a warning: at boot the host's network
+    configuration may bring it up after Docker has created networks and restarted containers,
+    which must then work (moby#49593); they get traffic when the parent comes up.
     """
     name = link.name
     if link.loopback or not link.ethernet:
@@ -130,16 +156,12 @@ def check_parent(config: NetworkConfig, link: LinkInfo, *, joining: bool = False
             f"traffic. Use ipvlan, which shares {name}'s MAC: -o type=ipvlan -o ipvlan_mode=l2"
         )
     if not link.up:
-        if joining:
-            log.warning(
-                "parent is down: the container has no connectivity until it is up",
-                parent=name,
-                network_id=config.network_id,
-            )
-        else:
-            raise InvalidOption(
-                f"parent interface {name} is down; bring it up first (ip link set {name} up)"
-            )
+        log.warning(
+            "parent is down: containers on it have no traffic until it is up",
+            parent=name,
+            network_id=config.network_id,
+            remedy=f"ip link set {name} up",
+        )
     if config.mtu is not None and config.mtu > link.mtu:
         raise InvalidOption(
             f"MTU {config.mtu} is larger than the MTU of parent {name} ({link.mtu}); "
@@ -179,17 +201,19 @@ def _maker(link: LinkInfo) -> str:
 
 
 async def ensure_parent_present(ctx: Context, config: NetworkConfig) -> LinkInfo:
-    """At Join: the parent must be there and up; an owned one that vanished is made again."""
-    link = await ctx.links.get_link(config.parent.name)
+    """At Join: the parent must be there (up or not); an owned one that vanished is made again."""
+    name = config.parent.name
+    link = await ctx.links.get_link(name)
     if link is None:
-        owned = ctx.state.owned.get(config.parent.name)
+        owned = ctx.state.owned.get(name)
         if owned is None:
-            raise ParentNotFound(
-                f"parent interface {config.parent.name} of network {config.network_id[:12]} "
-                "no longer exists on this host"
+            raise ParentAbsent(
+                f"parent interface {name} of network {config.network_id[:12]} does not exist on "
+                f"this host; containers on this network start once it is there (check: ip link "
+                f"show {name})"
             )
-        link = await create_owned(ctx, owned)
-    check_parent(config, link, joining=True)
+        link = await create_owned(ctx, owned, restored=True)
+    check_parent(config, link)
     return link
 
 
@@ -207,31 +231,3 @@ async def delete_owned_if_ours(ctx: Context, name: str) -> None:
     except DriverError as exc:
         # On the delete path a failed cleanup is logged and the delete goes on (as moby does).
         log.warning("could not delete link", link=name, error=str(exc))
-
-
-async def restore_owned_links(ctx: Context) -> None:
-    """At start-up: recreate owned links that networks need; forget or delete the others."""
-    for link in list(ctx.state.owned.values()):
-        users = ctx.state.networks_on(link.name)
-        current = await ctx.links.get_link(link.name)
-        if not users:
-            # Left over by a crash between deleting a network and forgetting its link.
-            if current is not None:
-                await delete_owned_if_ours(ctx, link.name)
-            await ctx.commit(ctx.store.delete_owned_link, link.name)
-            del ctx.state.owned[link.name]
-        elif current is None:
-            if link.kind in ("macvlan", "ipvlan"):
-                continue  # host shims are made again by driver.shim.restore, with their routes
-            try:
-                await create_owned(ctx, link)
-            except DriverError as exc:
-                log.error("could not recreate link", link=link.name, error=str(exc))
-        elif not is_owned(current.alias):
-            log.warning(
-                "a link we made was replaced by someone else's; using it, never deleting it",
-                link=link.name,
-                alias=current.alias,
-            )
-            await ctx.commit(ctx.store.delete_owned_link, link.name)
-            del ctx.state.owned[link.name]

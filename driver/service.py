@@ -2,7 +2,9 @@
 
 Every call that changes something runs under one lock: checks, kernel changes and the store write
 of one request never interleave with another's, so two networks cannot both claim a passthru
-parent and a repeated request sees the first one's result.
+parent and a repeated request sees the first one's result. The watcher that restores owned links
+while the plugin runs (driver/linkwatch.py) takes the same lock; it starts when the state is
+loaded and stops first at close.
 """
 
 from __future__ import annotations
@@ -11,20 +13,35 @@ import asyncio
 import contextlib
 import ipaddress
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from driver import endpoint, joinleave, network, parents, shim
+from driver import claimwatch, endpoint, joinleave, network
 from driver.config import PoolData, parse_network
 from driver.context import Context, DriverSettings
 from driver.endpoint import EndpointRequest
 from driver.joinleave import JoinResult
-from driver.links import Links
+from driver.lan.claims import Claim
+from driver.links import LinkChangeSource, Links
+from driver.linkwatch import LinkWatcher
 from driver.logs import log
+from driver.restore import RestoreReport, log_waiting, restore_links
 from driver.state import State
 from driver.store import FileSummary, SqliteDriverStore, StateFiles, open_store
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LanLink:
+    """Where a network meets the LAN (see `NetworkDriver.lan_links`)."""
+
+    network_id: str
+    link: str
+    on_lan: bool  # False: a dummy parent, or layer-3 ipvlan (no layer 2 of its own on the LAN)
+    infrastructure: frozenset[str]  # the gateway and aux addresses: they answer on purpose
+
 
 SCOPE = "local"  # networks and their state live on one host; each host runs its own plugin
 
@@ -35,6 +52,7 @@ class NetworkDriver:
     ) -> None:
         self._ctx = Context(links=links, store=store, settings=settings or DriverSettings())
         self._lock = asyncio.Lock()
+        self._watcher: LinkWatcher | None = None
 
     @classmethod
     def open(
@@ -52,6 +70,36 @@ class NetworkDriver:
         """What the state file holds, read without creating it (the daemon's start-up check)."""
         return await self._ctx.commit(self._ctx.store.probe)
 
+    def use_lease_macs(self, lease_mac: Callable[[str, str], str | None]) -> None:
+        """Where CreateEndpoint finds the MAC a DHCP lease was taken with: (subnet, address)."""
+        self._ctx.lease_mac = lease_mac
+
+    def network_subnets(self, network_id: str) -> list[str]:
+        config = self._ctx.state.networks.get(network_id)
+        return [str(s.pool) for s in config.subnets] if config is not None else []
+
+    def lan_links(self, subnet: str) -> list[LanLink]:
+        """The links on which the networks carrying `subnet` meet the LAN (the parent, or its
+        VLAN link), with the addresses that are supposed to answer there (gateway, aux)."""
+        found: list[LanLink] = []
+        for config in self._ctx.state.networks.values():
+            for s in config.subnets:
+                if str(s.pool) != subnet:
+                    continue
+                infrastructure = {str(a) for a in s.aux_addresses.values()}
+                if s.gateway is not None:
+                    infrastructure.add(str(s.gateway))
+                found.append(
+                    LanLink(
+                        config.network_id,
+                        config.parent.name,
+                        on_lan=not config.parent.dummy
+                        and not (config.kind == "ipvlan" and config.ipvlan_mode != "l2"),
+                        infrastructure=frozenset(infrastructure),
+                    )
+                )
+        return found
+
     def endpoint_addresses(
         self,
     ) -> list[tuple[str, str, ipaddress.IPv4Interface | ipaddress.IPv6Interface]]:
@@ -64,22 +112,33 @@ class NetworkDriver:
             if address is not None
         ]
 
+    def recent_claims(self) -> list[Claim]:
+        """The latest claims of containers' addresses by other devices (oldest first, at most
+        driver.lan.claims.KEEP_CLAIMS, one per log line), for ``doctor`` and the metrics."""
+        return list(self._ctx.claims.recent)
+
+    def claims_seen(self) -> int:
+        """Frames seen since the start in which another device claimed a container's address."""
+        return self._ctx.claims.total
+
     async def load(self) -> None:
         """Open and read the store, recreate owned links that vanished, remove stale endpoint
-        links."""
+        links; then watch the owned links (when the link layer can report changes)."""
         async with self._lock:
             ctx = self._ctx
             ctx.state = State.from_store(await ctx.commit(ctx.store.load))
             await network.forget_impossible_links(ctx)
-            await parents.restore_owned_links(ctx)
-            await shim.restore(ctx)
+            report = await restore_links(ctx, thorough=True)
+            log_waiting(report)
             await network.delete_orphan_endpoint_links(ctx)
+            await claimwatch.loaded(ctx)
             log.info(
                 "driver state loaded",
                 networks=len(ctx.state.networks),
                 endpoints=len(ctx.state.endpoints),
                 owned_links=sorted(ctx.state.owned),
             )
+        self._watch(report)
 
     async def _serialized(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work`` under the lock, to the end even if the caller goes away: a request whose
@@ -91,7 +150,15 @@ class NetworkDriver:
 
         return await asyncio.shield(asyncio.ensure_future(locked()))
 
+    def _watch(self, loaded: RestoreReport) -> None:
+        links = self._ctx.links
+        if isinstance(links, LinkChangeSource) and self._watcher is None:
+            self._watcher = LinkWatcher(self._ctx, links, self._serialized, waiting=loaded.waiting)
+            self._watcher.start()
+
     async def close(self) -> None:
+        if self._watcher is not None:
+            await self._watcher.stop()
         tasks = list(self._ctx.announcements.values())
         for task in tasks:
             task.cancel()
@@ -99,6 +166,7 @@ class NetworkDriver:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         async with self._lock:  # after any request still in flight
+            await claimwatch.stop_all(self._ctx)
             await self._ctx.close_store()
             self._ctx.links.close()
 

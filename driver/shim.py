@@ -15,7 +15,9 @@ cannot reach its own containers through the parent. People work around it by han
   ``--ip`` or cluster block their addresses come from.
 
 The host's own interfaces, addresses and routes are never touched. The shim goes with the last
-network using it and is made again (with its addresses and routes) when the plugin starts.
+network using it. It is made again (with its addresses and routes) when the plugin starts and
+when the kernel reports it gone (driver/restore.py); on a parent that is missing, it is made when
+the parent appears.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from driver.errors import DriverError, LinkError
 from driver.logs import log
 from driver.mac import stable_mac
 from driver.names import ROLE_SHIM, is_owned, owned_alias, shim_link_name
-from driver.parents import check_siblings
 from driver.records import EndpointRecord, OwnedLink
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -61,8 +62,10 @@ def shim_record(config: NetworkConfig) -> OwnedLink:
     )
 
 
-async def create_shim_link(ctx: Context, link: OwnedLink) -> None:
-    """Create the shim link (down, aliased), bring it up; nothing is left behind on failure."""
+async def create_shim_link(ctx: Context, link: OwnedLink, *, restored: bool = False) -> None:
+    """Create the shim link (down, aliased), bring it up; nothing is left behind on failure.
+
+    ``restored``: the shim existed and vanished; the one log line says so."""
     if link.kind == "macvlan":
         await ctx.links.create_macvlan(
             link.name,
@@ -84,25 +87,37 @@ async def create_shim_link(ctx: Context, link: OwnedLink) -> None:
     except DriverError:
         await ctx.links.delete_link(link.name)
         raise
-    log.info("created host shim", link=link.name, parent=link.base, kind=link.kind)
+    if restored:
+        log.warning(
+            "restored the host shim, which had vanished",
+            link=link.name,
+            parent=link.base,
+            kind=link.kind,
+        )
+    else:
+        log.info("created host shim", link=link.name, parent=link.base, kind=link.kind)
 
 
 async def attach(ctx: Context, config: NetworkConfig) -> OwnedLink | None:
     """Give ``config``'s host address to the parent's shim, creating the shim if needed.
 
     Returns the shim's record when this call created it (the caller stores it with the network
-    and, if that fails, calls ``detach``)."""
+    and, if that fails, calls ``detach``). On a parent that is missing the record is returned
+    and nothing is made: the shim, its address and routes come with the parent
+    (driver/restore.py)."""
     address = host_address_of(config)
     if address is None:
         return None
     record = shim_record(config)
     existing = ctx.state.owned.get(record.name)
+    if await ctx.links.get_link(config.parent.name) is None:
+        return record if existing is None else None
     created = None
     if existing is None:
         await create_shim_link(ctx, record)
         created = record
     elif await ctx.links.get_link(record.name) is None:
-        await create_shim_link(ctx, existing)
+        await create_shim_link(ctx, existing, restored=True)
     try:
         await ctx.links.add_address(record.name, f"{address}/{address.max_prefixlen}")
     except DriverError:
@@ -164,28 +179,3 @@ async def unroute_endpoint(ctx: Context, config: NetworkConfig, ep: EndpointReco
             await ctx.links.del_route(route, name)
         except LinkError as exc:
             log.warning("could not remove a shim route", route=route, error=str(exc))
-
-
-async def restore(ctx: Context) -> None:
-    """At start-up: every network with a host address has its shim, address and routes."""
-    for config in ctx.state.networks.values():
-        address = host_address_of(config)
-        if address is None:
-            continue
-        record = ctx.state.owned.get(shim_record(config).name, shim_record(config))
-        try:
-            current = await ctx.links.get_link(record.name)
-            if current is None:
-                parent = await ctx.links.get_link(config.parent.name)
-                if parent is not None:  # if it is missing, creating the shim says so
-                    await check_siblings(ctx, config, parent)
-                await create_shim_link(ctx, record)
-            elif not is_owned(current.alias, ROLE_SHIM):
-                log.warning("a link named like our shim is not ours; leaving it", link=record.name)
-                continue
-            await ctx.links.add_address(record.name, f"{address}/{address.max_prefixlen}")
-        except DriverError as exc:
-            log.error("could not restore the host shim", link=record.name, error=str(exc))
-            continue
-        for ep in ctx.state.endpoints_of(config.network_id):
-            await route_endpoint(ctx, config, ep)

@@ -63,6 +63,7 @@ from ipam.records import (
     AllocationRecord,
     Change,
     CursorRecord,
+    DhcpLeaseRecord,
     Kind,
     LeaseRecord,
     QuarantineRecord,
@@ -97,6 +98,7 @@ class Resting:
     released_at: float
     until: float
     endpoint: str | None = None
+    lan_mac: str | None = None  # found in use on the LAN by this MAC (not a release)
 
 
 class Table:
@@ -210,6 +212,8 @@ class Allocator:
         self._default_quarantine = default_quarantine
         self.leases: dict[str, Lease] = {}
         self.tables: dict[str, Table] = {}
+        # Leases from a LAN's DHCP server, by (pool ID, address): kept by ipam/dhcp.
+        self.dhcp_leases: dict[tuple[str, str], DhcpLeaseRecord] = {}
         self._expiry: list[tuple[float, str, int]] = []  # (until, table key, address) min-heap
         self._compact_at = _EXPIRY_SLACK
         self.load_notes: list[str] = []
@@ -434,6 +438,54 @@ class Allocator:
             found = next((a for a in lease.table.quarantine if a in auto), None)
         return found
 
+    def candidates(self, pool_id: str, count: int) -> list[int]:
+        """The next `count` addresses automatic allocation would choose, in order, without
+        choosing them (free ones only: what probing ahead is for)."""
+        lease = self.leases.get(pool_id)
+        if lease is None or lease.problem is not None:
+            return []
+        auto = lease.auto
+        first, last = auto.first(), auto.last()
+        if first is None or last is None:
+            return []
+        unavailable = lease.table.unavailable
+        found: list[int] = []
+        start = first if lease.cursor is None or lease.cursor >= last else lease.cursor + 1
+        for lo, hi in ((start, last), (first, start - 1)):
+            while len(found) < count and lo <= hi:
+                address = _first_free(auto, unavailable, lo, hi)
+                if address is None:
+                    break
+                found.append(address)
+                lo = address + 1
+        return found
+
+    def plan_lan_conflict(
+        self, pool_id: str, value: int, mac: str, now: float, recheck: float
+    ) -> Change:
+        """`pool_id` just took `value`, and a device on the LAN (`mac`) answered for it: give it
+        back and let it rest until `now + recheck`, marked as found in use on the LAN."""
+        lease = self.leases.get(pool_id)
+        if lease is None:
+            return Change()
+        table = lease.table
+        text = table.fmt(value)
+        mine = any(h.pool_id == pool_id for h in table.held.get(value, ()))
+        if not mine:
+            return Change()
+        only = len(table.held.get(value, ())) == 1
+        rests = (QuarantineRecord(table.key, text, now, now + recheck, None, mac),) if only else ()
+        return Change(delete_allocations=((pool_id, text),), put_quarantine=rests)
+
+    def lan_conflicts(self) -> list[tuple[str, str, str, float]]:
+        """(table key, address, MAC, seen at) of every address found in use on the LAN."""
+        return [
+            (table.key, table.fmt(address), resting.lan_mac, resting.released_at)
+            for table in self.tables.values()
+            for address, resting in table.quarantine.items()
+            if resting.lan_mac
+        ]
+
     def _exhausted_message(self, lease: Lease) -> str:
         table = lease.table
         where = [str(table.subnet)]
@@ -581,7 +633,7 @@ class Allocator:
             if previous is not None:
                 table.forget_rest(address, previous)
             table.quarantine[address] = Resting(
-                resting.released_at, resting.until, resting.endpoint
+                resting.released_at, resting.until, resting.endpoint, resting.lan_mac
             )
             if resting.endpoint:
                 table.resting_by_endpoint[resting.endpoint] = address
@@ -602,6 +654,11 @@ class Allocator:
             lease = self.leases.get(cursor.pool_id)
             if lease is not None:
                 lease.cursor = address_to_int(lease.table.subnet.family, cursor.address)
+
+        for dhcp_key in change.delete_dhcp_leases:
+            self.dhcp_leases.pop(dhcp_key, None)
+        for dhcp in change.put_dhcp_leases:
+            self.dhcp_leases[(dhcp.pool_id, dhcp.address)] = dhcp
 
         for pool_id in change.delete_leases:
             lease = self.leases.pop(pool_id, None)

@@ -90,3 +90,13 @@ class ClusterError(IpamError):
 class ClusterUnavailable(ClusterError):
     """Cluster mode: no etcd endpoint answered in time. Allocation inside this host's blocks goes
     on; what needs the cluster (a new block, an --ip outside them) fails with this."""
+
+
+class DhcpFailed(IpamError):
+    """DHCP mode: the LAN's DHCP server could not be asked, did not answer, or refused a lease
+    the plugin asked for on its own (an automatic address); nothing is held."""
+
+
+class DhcpRequestRefused(InvalidRequest):
+    """DHCP mode: the request cannot be served as asked: a gateway without --gateway, an --ip the
+    server refuses or leases as another address, a --subnet that is not the server's scope."""

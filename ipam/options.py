@@ -50,6 +50,10 @@ OPT_EXCLUDE = "exclude"  # never hand these out automatically
 OPT_QUARANTINE = "quarantine"  # seconds a released address rests before automatic reuse
 OPT_BLOCK_SIZE = "block_size"  # cluster mode: prefix length of the IPv4 blocks a host claims
 OPT_BLOCK_SIZE6 = "block_size6"  # cluster mode: the same for IPv6
+OPT_PROBE = "probe"  # on | dynamic | off: ask the LAN before handing an address out
+OPT_PROBE_WAIT = "probe_wait"  # seconds to wait for an answer to a probe
+OPT_LAN_RECHECK = "lan_recheck"  # seconds an address found in use on the LAN is skipped
+OPT_DHCP = "dhcp"  # on | off: IPv4 addresses come from the LAN's DHCP server
 KNOWN_OPTIONS = (
     OPT_LAN,
     OPT_NODES,
@@ -58,7 +62,18 @@ KNOWN_OPTIONS = (
     OPT_QUARANTINE,
     OPT_BLOCK_SIZE,
     OPT_BLOCK_SIZE6,
+    OPT_PROBE,
+    OPT_PROBE_WAIT,
+    OPT_LAN_RECHECK,
+    OPT_DHCP,
 )
+PROBE_MODES = ("on", "dynamic", "off")
+# A probe's answer wait: RFC 5227 waits seconds, which a `docker run` cannot afford; a LAN answers
+# an ARP request within milliseconds, and the probes of the next candidates run ahead of time.
+DEFAULT_PROBE_WAIT = 0.3
+MAX_PROBE_WAIT = 5.0
+# An address a foreign device answered for is skipped this long, then probed again.
+DEFAULT_LAN_RECHECK = 600.0
 _BLOCK_OPTION = {Family.V4: OPT_BLOCK_SIZE, Family.V6: OPT_BLOCK_SIZE6}
 DOCKER_OPTION_PREFIX = "com.docker.network."
 
@@ -95,6 +110,10 @@ class PoolOptions:
     quarantine: float | None = None
     # Prefix length of the blocks claimed in cluster mode, per family, when given.
     block_sizes: Mapping[Family, int] = field(default_factory=dict)
+    probe: str = "on"  # one of PROBE_MODES
+    probe_wait: float | None = None
+    lan_recheck: float | None = None
+    dhcp: bool = False
     # The user's options without Docker's own keys: what the store keeps to rebuild the spec.
     raw: Mapping[str, str] = field(default_factory=dict)
 
@@ -125,6 +144,10 @@ class PoolSpec:
     raw_options: Mapping[str, str]
     options_digest: str  # "" when no option besides lan matters for this family
     block_size: int | None = None  # the family's block_size option, checked against the span
+    probe: str = "on"  # "on": every hand-out is probed; "dynamic": --ip is not; "off"
+    probe_wait: float = DEFAULT_PROBE_WAIT
+    lan_recheck: float = DEFAULT_LAN_RECHECK
+    dhcp: bool = False  # IPv4 only: addresses are leased from the LAN's DHCP server
 
     @property
     def family(self) -> Family:
@@ -184,7 +207,18 @@ def parse_pool_options(options: Mapping[str, str]) -> PoolOptions:
     unknown = sorted(
         k
         for k in raw
-        if k not in (OPT_LAN, OPT_NODES, OPT_EXCLUDE, OPT_QUARANTINE, *_BLOCK_OPTION.values())
+        if k
+        not in (
+            OPT_LAN,
+            OPT_NODES,
+            OPT_EXCLUDE,
+            OPT_QUARANTINE,
+            *_BLOCK_OPTION.values(),
+            OPT_PROBE,
+            OPT_PROBE_WAIT,
+            OPT_LAN_RECHECK,
+            OPT_DHCP,
+        )
         and not k.startswith(OPT_RANGE_PREFIX)
     )
     if unknown:
@@ -243,7 +277,28 @@ def parse_pool_options(options: Mapping[str, str]) -> PoolOptions:
                 f"invalid --ipam-opt quarantine={shown(raw[OPT_QUARANTINE])}: expected a number of "
                 "seconds >= 0 (0 turns the quarantine off)"
             )
-        quarantine = float(text)
+        quarantine = _parse_seconds(
+            OPT_QUARANTINE, raw[OPT_QUARANTINE], "(0 turns the quarantine off)"
+        )
+
+    probe = _parse_choice(OPT_PROBE, raw.get(OPT_PROBE, "on"), PROBE_MODES)
+    probe_wait: float | None = None
+    if OPT_PROBE_WAIT in raw:
+        probe_wait = _parse_seconds(OPT_PROBE_WAIT, raw[OPT_PROBE_WAIT], "such as 0.3")
+        if not 0 < probe_wait <= MAX_PROBE_WAIT:
+            raise InvalidRequest(
+                f"invalid --ipam-opt {OPT_PROBE_WAIT}={shown(raw[OPT_PROBE_WAIT])}: a probe waits "
+                f"more than 0 and at most {MAX_PROBE_WAIT:g} seconds (probe=off turns probing off)"
+            )
+    lan_recheck: float | None = None
+    if OPT_LAN_RECHECK in raw:
+        lan_recheck = _parse_seconds(OPT_LAN_RECHECK, raw[OPT_LAN_RECHECK], "such as 600")
+    dhcp = _parse_choice(OPT_DHCP, raw.get(OPT_DHCP, "off"), ("on", "off")) == "on"
+    if dhcp and (nodes or node_ranges):
+        raise InvalidRequest(
+            "--ipam-opt dhcp=on cannot be combined with an address plan (nodes= or "
+            "range.<node>=): the LAN's DHCP server decides the addresses"
+        )
 
     block_sizes: dict[Family, int] = {}
     for family, key in _BLOCK_OPTION.items():
@@ -257,8 +312,30 @@ def parse_pool_options(options: Mapping[str, str]) -> PoolOptions:
         exclude=exclude,
         quarantine=quarantine,
         block_sizes=block_sizes,
+        probe=probe,
+        probe_wait=probe_wait,
+        lan_recheck=lan_recheck,
+        dhcp=dhcp,
         raw=dict(sorted(raw.items())),
     )
+
+
+def _parse_seconds(key: str, value: str, hint: str) -> float:
+    text = value.strip(ASCII_SPACE)
+    if len(text) > _MAX_SECONDS_TEXT or not _SECONDS.fullmatch(text):
+        raise InvalidRequest(
+            f"invalid --ipam-opt {key}={shown(value)}: expected a number of seconds >= 0 {hint}"
+        )
+    return float(text)
+
+
+def _parse_choice(key: str, value: str, choices: tuple[str, ...]) -> str:
+    text = value.strip(ASCII_SPACE).lower()
+    if text not in choices:
+        raise InvalidRequest(
+            f"invalid --ipam-opt {key}={shown(value)}: expected one of {', '.join(choices)}"
+        )
+    return text
 
 
 def _parse_block_size(key: str, value: str, family: Family) -> int:
@@ -397,6 +474,14 @@ def build_pool_spec(request: PoolRequest, subnet: Subnet) -> PoolSpec:
                 f"{what}; blocks are carved from it, so use /{carved.prefixlen} or longer"
             )
 
+    dhcp = options.dhcp and family is Family.V4  # DHCPv6 is not supported: IPv6 stays ours
+    if dhcp and block_size is not None:
+        raise InvalidRequest(
+            f"--ipam-opt {_BLOCK_OPTION[family]}= cannot be combined with dhcp=on: the LAN's "
+            "DHCP server decides the addresses, no blocks are claimed"
+        )
+    probe_wait = DEFAULT_PROBE_WAIT if options.probe_wait is None else options.probe_wait
+    lan_recheck = DEFAULT_LAN_RECHECK if options.lan_recheck is None else options.lan_recheck
     return PoolSpec(
         address_space=request.address_space,
         lan=options.lan,
@@ -406,8 +491,20 @@ def build_pool_spec(request: PoolRequest, subnet: Subnet) -> PoolSpec:
         exclude=exclude,
         quarantine=options.quarantine,
         raw_options=options.raw,
-        options_digest=_digest(plan, options.nodes, exclude, options.quarantine, block_size),
+        options_digest=_digest(
+            plan,
+            options.nodes,
+            exclude,
+            options.quarantine,
+            block_size,
+            probe=(options.probe, options.probe_wait, options.lan_recheck),
+            dhcp=dhcp,
+        ),
         block_size=block_size,
+        probe=options.probe,
+        probe_wait=probe_wait,
+        lan_recheck=lan_recheck,
+        dhcp=dhcp,
     )
 
 
@@ -417,6 +514,9 @@ def _digest(
     exclude: tuple[AddressRange, ...],
     quarantine: float | None,
     block_size: int | None = None,
+    *,
+    probe: tuple[str, float | None, float | None] = ("on", None, None),
+    dhcp: bool = False,
 ) -> str:
     """Short hash of the canonical options that matter for this family (lan is in the ID)."""
     parts: list[str] = []
@@ -434,6 +534,15 @@ def _digest(
     if block_size is not None:
         # One name for both families: the digest is per family already.
         parts.append(f"{OPT_BLOCK_SIZE}={block_size}")
+    mode, wait, recheck = probe
+    if mode != "on":
+        parts.append(f"{OPT_PROBE}={mode}")
+    if wait is not None:
+        parts.append(f"{OPT_PROBE_WAIT}={wait:g}")
+    if recheck is not None:
+        parts.append(f"{OPT_LAN_RECHECK}={recheck:g}")
+    if dhcp:
+        parts.append(f"{OPT_DHCP}=on")
     if not parts:
         return ""
     return hashlib.sha256(";".join(parts).encode()).hexdigest()[:8]

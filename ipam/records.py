@@ -64,6 +64,33 @@ class QuarantineRecord(NamedTuple):
     until: float
     # The endpoint (container) name that last held it, when Docker sent one (Docker >= 29).
     endpoint: str | None = None
+    # Not released by a container but found in use on the LAN by a device we did not know
+    # (it answered a probe): that device's MAC. It rests until `until`, then is probed again.
+    lan_mac: str | None = None
+
+
+class DhcpLeaseRecord(NamedTuple):
+    """An address leased from the LAN's DHCP server for one endpoint of a DHCP pool.
+
+    The matching `AllocationRecord` keeps it out of every other hand-out; this row is what the
+    plugin needs to renew, rebind and release it, also after a restart."""
+
+    pool_id: str
+    address: str  # canonical text, as in the allocation
+    prefixlen: int  # from the server's subnet mask
+    mac: str  # the container's MAC: the Ethernet source and chaddr of every message
+    client_id: str  # option 61, hex
+    hostname: str | None  # option 12, when Docker named the endpoint
+    endpoint: str | None
+    server_id: str  # option 54
+    server_mac: str  # where unicast renewals go
+    router: str | None
+    lease_seconds: int
+    renew_seconds: int  # T1, from acquired_at
+    rebind_seconds: int  # T2, from acquired_at
+    acquired_at: float
+    state: str  # "bound", "renewing", "rebinding", "expired", "refused"
+    problem: str | None  # the last failure, as reported (NAK reason, no answer)
 
 
 class CursorRecord(NamedTuple):
@@ -84,6 +111,8 @@ class Change:
     put_allocations: tuple[AllocationRecord, ...] = ()
     put_quarantine: tuple[QuarantineRecord, ...] = ()
     put_cursors: tuple[CursorRecord, ...] = ()
+    delete_dhcp_leases: tuple[tuple[str, str], ...] = ()  # (pool_id, address)
+    put_dhcp_leases: tuple[DhcpLeaseRecord, ...] = ()
     delete_leases: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
@@ -95,6 +124,8 @@ class Change:
                 self.put_allocations,
                 self.put_quarantine,
                 self.put_cursors,
+                self.delete_dhcp_leases,
+                self.put_dhcp_leases,
                 self.delete_leases,
             )
         )
@@ -110,6 +141,8 @@ class Change:
             put_allocations=self.put_allocations,
             put_quarantine=self.put_quarantine,
             put_cursors=self.put_cursors,
+            delete_dhcp_leases=self.delete_dhcp_leases,
+            put_dhcp_leases=self.put_dhcp_leases,
             delete_leases=self.delete_leases,
         )
 
@@ -122,6 +155,7 @@ class Snapshot:
     allocations: tuple[AllocationRecord, ...] = ()
     quarantine: tuple[QuarantineRecord, ...] = ()
     cursors: tuple[CursorRecord, ...] = ()
+    dhcp_leases: tuple[DhcpLeaseRecord, ...] = ()
     notes: tuple[str, ...] = field(default=())  # what the store repaired or skipped while loading
 
     def as_change(self) -> Change:
@@ -130,4 +164,5 @@ class Snapshot:
             put_allocations=self.allocations,
             put_quarantine=tuple(sorted(self.quarantine, key=lambda q: q.released_at)),
             put_cursors=self.cursors,
+            put_dhcp_leases=self.dhcp_leases,
         )

@@ -19,6 +19,11 @@ Rules:
   specific address for a named endpoint) it makes sure no other host owns it. Both happen outside
   the mutation lock, so allocations in other pools never wait for etcd, and run shielded like
   mutations, so a claim is never abandoned half-way.
+* Probing (the LAN attached by the plugin, `ipam.lan.Lan`): an address is taken first, then asked
+  of the LAN outside the lock; one that a device answers for is given back, recorded with the
+  device's MAC (resting `lan_recheck` seconds) and the next one is tried. Gateways, and specific
+  addresses asked for between RequestPool and CreateNetwork (aux addresses), are never probed.
+  The next candidates are probed ahead (ipam/probing.py), so a request rarely waits.
 """
 
 from __future__ import annotations
@@ -42,7 +47,10 @@ from ipam.defaults import (
     format_default_pools,
     parse_default_pools,
 )
+from ipam.dhcp import DhcpMode, DhcpSettings
+from ipam.dhcp.books import Books
 from ipam.errors import (
+    AddressInUse,
     ClusterUnavailable,
     InvalidRequest,
     IpamError,
@@ -51,6 +59,7 @@ from ipam.errors import (
     StoreError,
 )
 from ipam.hostranges import ClaimingHostRanges, HostRanges, StaticPlan
+from ipam.lan import Lan, LanUnavailable, NoLan, PoolPlace
 from ipam.options import (
     GLOBAL_ADDRESS_SPACE,
     LOCAL_ADDRESS_SPACE,
@@ -59,8 +68,15 @@ from ipam.options import (
     build_pool_spec,
     parse_pool_request,
 )
-from ipam.records import Change, Kind, Snapshot
-from ipam.requests import parse_address_request
+from ipam.probing import (
+    KEEP_READY_FOR,
+    MAX_CANDIDATES_PER_REQUEST,
+    PREFETCH,
+    REFRESH_OLDER_THAN,
+    Probing,
+)
+from ipam.records import Change, DhcpLeaseRecord, Kind, Snapshot
+from ipam.requests import AddressRequest, parse_address_request
 from ipam.sqlite_store import SqliteStore
 from ipam.state_file import StateFiles
 from ipam.store import FileSummary, IpamStore, damaged_record
@@ -80,6 +96,23 @@ __all__ = [
 
 T = TypeVar("T")
 
+# (level, event, fields): what the IPAM reports from its work on the LAN; the daemon logs it.
+EventSink = Callable[[str, str, Mapping[str, object]], None]
+
+
+def _ignore_event(level: str, event: str, fields: Mapping[str, object]) -> None:
+    return None
+
+
+def _probed(spec: PoolSpec, request: AddressRequest) -> bool:
+    """Whether this request's address is asked of the LAN first: automatic ones unless probing
+    is off; specific ones (--ip, and Docker < 29's unnamed ones) only with probe=on; gateways
+    never (they are supposed to answer)."""
+    if spec.probe == "off" or request.kind is Kind.GATEWAY:
+        return False
+    return request.value is None or spec.probe == "on"
+
+
 # Blocks one RequestAddress may claim before it gives up: more than one is needed only when
 # concurrent requests drain each new block before this one gets its turn.
 MAX_CLAIMS_PER_REQUEST = 4
@@ -92,6 +125,9 @@ class IpamSettings:
     node_name: str
     default_pools: tuple[DefaultPool, ...]
     quarantine_seconds: float = 300.0
+    # Docker sends every container's MAC with its address request (chosen by Docker, random
+    # unless `--mac-address`): DHCP leases then follow the MAC on Docker < 29 too.
+    requires_mac_address: bool = False
 
     @classmethod
     def for_node(
@@ -162,7 +198,6 @@ def _gc_paused() -> Iterator[None]:
 class IpamService:
     """Docker's IpamDriver protocol over an `Allocator` and an `IpamStore`."""
 
-    capabilities = Capabilities()
     address_spaces = AddressSpaces()
 
     def __init__(
@@ -172,6 +207,9 @@ class IpamService:
         clock: Callable[[], float] = time.time,
         host_ranges: HostRanges | None = None,
         cluster: ClaimingHostRanges | None = None,
+        *,
+        lan: Lan | None = None,
+        dhcp: DhcpSettings | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
@@ -189,6 +227,35 @@ class IpamService:
         # Quarantine rows that expired in memory but whose deletion is not committed yet.
         self._expired: tuple[tuple[str, str], ...] = ()
         self._inflight: set[asyncio.Task[object]] = set()
+        # The LAN (probing, DHCP) as the plugin wires it; none until then.
+        self._lan: Lan = lan if lan is not None else NoLan()
+        self._events: EventSink = _ignore_event
+        self._probing = Probing()
+        # Pools between RequestPool and their network's CreateNetwork: Docker asks for the aux
+        # addresses then, without an endpoint name, and aux devices answer on purpose.
+        self._creating: set[str] = set()
+        # Pool ID -> until when its next candidates are kept verified (ipam/probing.py).
+        self._ready_until: dict[str, float] = {}
+        # DHCP mode (ipam/dhcp): leases from the LAN's server, kept in these books.
+        self._dhcp = DhcpMode(
+            Books(
+                allocator=lambda: self._allocator,
+                mutate=self._mutate,
+                shielded=self._shielded,
+                lan=lambda: self._lan,
+                report=lambda level, event, fields: self._events(level, event, fields),
+                clock=clock,
+            ),
+            dhcp,
+        )
+
+    def attach_lan(self, lan: Lan, events: EventSink | None = None) -> None:
+        """Give the IPAM the LAN behind its pools (the plugin wires the network driver's links),
+        and where to report what it finds there (the daemon's log)."""
+        self._lan = lan
+        if events is not None:
+            self._events = events
+        self._dhcp.lan_attached()
 
     @classmethod
     def open_sqlite(
@@ -199,11 +266,18 @@ class IpamService:
         cluster: ClaimingHostRanges | None = None,
         *,
         files: StateFiles,
+        dhcp: DhcpSettings | None = None,
     ) -> IpamService:
         """A service on `state_dir/ipam.sqlite3`, opened by `load()` through `files` (the
-        daemon's state-file policy), in cluster mode when `cluster` is given."""
+        daemon's state-file policy), in cluster mode when `cluster` is given, keeping DHCP
+        leases with `dhcp` (the defaults when None)."""
         store = SqliteStore(Path(state_dir) / SqliteStore.FILE_NAME, files)
-        return cls(store, settings, clock, cluster=cluster)
+        return cls(store, settings, clock, cluster=cluster, dhcp=dhcp)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What Docker is told by GetCapabilities."""
+        return Capabilities(requires_mac_address=self._settings.requires_mac_address)
 
     @property
     def settings(self) -> IpamSettings:
@@ -243,6 +317,7 @@ class IpamService:
             self._allocator = allocator
             if self._cluster is not None:
                 self._cluster.start(self)
+            self._dhcp.start()
         except BaseException as exc:
             # Whatever stopped the load (an error, a bug, cancellation at shutdown), calls must
             # not go on with an empty state: they would hand out addresses already in use.
@@ -257,6 +332,8 @@ class IpamService:
         if self._closed:
             return
         self._closed = True
+        await self._probing.close()
+        await self._dhcp.close()
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
         if self._cluster is not None:
@@ -305,7 +382,9 @@ class IpamService:
             change = self._allocator.plan_request_pool(spec, now)
             return change, PoolGrant(spec.pool_id, str(spec.subnet))
 
-        return await self._mutate(plan)
+        grant = await self._mutate(plan)
+        self._creating.add(grant.pool_id)
+        return grant
 
     def _no_pool_message(self, request: PoolRequest) -> str:
         family = request.family
@@ -326,7 +405,8 @@ class IpamService:
 
     async def release_pool(self, pool_id: str) -> None:
         await self._ready()
-        await self._mutate(lambda now: (self._allocator.plan_release_pool(pool_id, now), None))
+        self._creating.discard(pool_id)
+        await self._dhcp.release_pool(pool_id)  # the allocator's plan, plus DHCP leases
 
     # --------------------------------------------------------------- addresses
 
@@ -335,15 +415,157 @@ class IpamService:
     ) -> AddressGrant:
         request = parse_address_request(address, options)
         await self._ready()
+        if self._dhcp.takes(pool_id, request):  # dhcp=on: leased from the LAN's server
+            return AddressGrant(await self._dhcp.request_address(pool_id, request))
         if request.value is not None and request.kind is Kind.STATIC:
             await self._claim_address(pool_id, request.family, request.value)
+        spec = self._spec(pool_id)
+        aux = request.kind is Kind.RESERVED and pool_id in self._creating
+        if spec is None or aux or not _probed(spec, request):
+            grant, _ = await self._allocate(pool_id, request)
+            return grant
+        place = PoolPlace(spec.address_space, spec.lan, str(spec.subnet))
+        found: dict[int, tuple[str, str]] = {}  # address -> (text, MAC), in the order found
+        exhausted = False
+        for _ in range(MAX_CANDIDATES_PER_REQUEST):
+            grant, value = await self._allocate(pool_id, request)
+            if value in found:
+                # Drawn again: nothing else is left but what answered moments ago (a full pool
+                # falls back to resting addresses). Give it back unasked; the pool is full.
+                mac = found[value][1]
+                await self._mutate(self._lan_conflict_plan(pool_id, value, mac, spec.lan_recheck))
+                exhausted = True
+                break
+            try:
+                holder, reachable = await self._holder(pool_id, place, spec, value, request.kind)
+            except asyncio.CancelledError:
+                # Docker gave up on this request (its client went away): nobody will ever
+                # release the address it would have got, so give it back now.
+                await self._shielded(self._mutate(self._release_plan(pool_id, value)))
+                raise
+            if holder is None:
+                if reachable:  # a LAN that cannot be asked is not asked ahead either
+                    self._probe_ahead(pool_id, place, spec)
+                return grant
+            text = grant.address.split("/")[0]
+            await self._mutate(self._lan_conflict_plan(pool_id, value, holder, spec.lan_recheck))
+            self._events(
+                "warning",
+                "address in use on the LAN",
+                {"address": text, "mac": holder, "pool": str(spec.subnet), "skipped": True},
+            )
+            if request.value is not None:
+                raise AddressInUse(
+                    f"Address already in use on the LAN: {text} answers from MAC {holder}, a "
+                    "device pymacvlan did not give it to; choose another address, or create the "
+                    "network with --ipam-opt probe=dynamic to hand out --ip addresses unprobed"
+                )
+            found[value] = (text, holder)
+        which = "the candidates left are" if exhausted else f"the last {len(found)} candidates are"
+        listed = ", ".join(f"{text} ({mac})" for text, mac in found.values())
+        raise NoAvailableAddresses(
+            f"no available address on pool {spec.subnet}: {which} in use on the LAN by devices "
+            f"pymacvlan did not give them to: {listed}; they are skipped for "
+            f"{spec.lan_recheck:g} s (--ipam-opt lan_recheck)"
+        )
 
-        def plan(now: float) -> tuple[Change, AddressGrant]:
+    def _release_plan(self, pool_id: str, value: int) -> Callable[[float], tuple[Change, None]]:
+        def plan(now: float) -> tuple[Change, None]:
+            family = self._allocator.leases[pool_id].table.subnet.family
+            return self._allocator.plan_release_address(pool_id, family, value, now), None
+
+        return plan
+
+    def _lan_conflict_plan(
+        self, pool_id: str, value: int, mac: str, recheck: float
+    ) -> Callable[[float], tuple[Change, None]]:
+        def plan(now: float) -> tuple[Change, None]:
+            return self._allocator.plan_lan_conflict(pool_id, value, mac, now, recheck), None
+
+        return plan
+
+    def _spec(self, pool_id: str) -> PoolSpec | None:
+        lease = self._allocator.leases.get(pool_id)
+        return lease.spec if lease is not None else None
+
+    async def _holder(
+        self, pool_id: str, place: PoolPlace, spec: PoolSpec, value: int, kind: Kind
+    ) -> tuple[str | None, bool]:
+        """Who on the LAN answers for `value` (None: nobody did, or nobody could be asked), and
+        whether the LAN could be asked."""
+        table = self._allocator.leases[pool_id].table
+        if self._probing.verified(table.key, value, self._clock()):
+            self._probing.forget(table.key, value)  # handed out now: not free any more
+            return None, True
+        text = table.fmt(value)
+        try:
+            mac = await self._lan.holder(
+                place, text, spec.probe_wait, reserved=kind is Kind.RESERVED
+            )
+        except LanUnavailable as exc:
+            self._events("info", "address not probed", {"address": text, "reason": str(exc)})
+            return None, False
+        return mac, True
+
+    def _probe_ahead(self, pool_id: str, place: PoolPlace, spec: PoolSpec) -> None:
+        """Probe the pool's next candidates in the background now, and again and again for a
+        while, so that they are ready when a request comes (see ipam/probing.py)."""
+        self._ready_until[pool_id] = self._clock() + KEEP_READY_FOR
+
+        async def work() -> None:
+            lease = self._allocator.leases.get(pool_id)
+            if lease is None or self._closed:
+                self._ready_until.pop(pool_id, None)
+                return
+            key = lease.table.key
+            now = self._clock()
+            todo = [
+                a
+                for a in self._allocator.candidates(pool_id, PREFETCH)
+                if not self._probing.verified(key, a, now, within=REFRESH_OLDER_THAN)
+            ]
+            answers = await asyncio.gather(
+                *(self._lan.holder(place, lease.table.fmt(a), spec.probe_wait) for a in todo),
+                return_exceptions=True,
+            )
+            for value, answer in zip(todo, answers, strict=True):
+                if answer is None:
+                    self._probing.remember(key, value, self._clock())
+                # An answer is recorded when a request draws the address and asks again; a
+                # failure to ask (LanUnavailable) leaves the request to probe for itself.
+            reachable = not todo or any(not isinstance(a, BaseException) for a in answers)
+            if not reachable or self._closed or self._clock() >= self._ready_until.get(pool_id, 0):
+                self._ready_until.pop(pool_id, None)  # idle, or no LAN to ask: stop here
+                return
+            self._probing.refresh_later(pool_id, work)
+
+        self._probing.prefetch(pool_id, work)
+
+    def probe_ahead(self, subnet: str) -> None:
+        """A network on `subnet` appeared (CreateNetwork): its pools' specific addresses without
+        an endpoint name are `--ip`s from now on, no more aux addresses; and probe the first
+        candidates of its probing pools now, so that its first container does not wait."""
+        for lease in list(self._allocator.leases.values()):
+            spec = lease.spec
+            if spec is None or str(spec.subnet) != subnet:
+                continue
+            self._creating.discard(lease.pool_id)
+            if spec.probe == "off" or spec.dhcp:
+                continue
+            place = PoolPlace(spec.address_space, spec.lan, str(spec.subnet))
+            self._probe_ahead(lease.pool_id, place, spec)
+
+    def lan_conflicts(self) -> list[tuple[str, str, str, float]]:
+        """Addresses found in use on the LAN: (table key, address, MAC, seen at)."""
+        return self._allocator.lan_conflicts()
+
+    async def _allocate(self, pool_id: str, request: AddressRequest) -> tuple[AddressGrant, int]:
+        def plan(now: float) -> tuple[Change, tuple[AddressGrant, int]]:
             change, value = self._allocator.plan_request_address(pool_id, request, now)
             lease = self._allocator.leases[pool_id]
             subnet = lease.table.subnet
             text = lease.table.fmt(value)
-            return change, AddressGrant(f"{text}/{subnet.prefixlen}")
+            return change, (AddressGrant(f"{text}/{subnet.prefixlen}"), value)
 
         claims = 0
         cluster_failure: IpamError | None = None
@@ -419,11 +641,22 @@ class IpamService:
             raise InvalidRequest("ReleaseAddress needs the address to release")
         family, value = parse_address(address, what="address to release")
         await self._ready()
+        if await self._dhcp.release_address(pool_id, family, value):
+            return  # a DHCP lease: released in the books and on the LAN
         await self._mutate(
             lambda now: (self._allocator.plan_release_address(pool_id, family, value, now), None)
         )
 
     # -------------------------------------------------------------- inspection
+
+    def dhcp_mac(self, subnet: str, address: str) -> str | None:
+        """The MAC the DHCP lease of `address` (in a pool on `subnet`) was taken with: the
+        endpoint must use exactly that one. None when the address is not leased."""
+        return self._dhcp.mac_of(subnet, address)
+
+    def dhcp_leases(self) -> tuple[DhcpLeaseRecord, ...]:
+        """Every lease from a LAN's DHCP server, with its state and last problem."""
+        return self._dhcp.leases()
 
     def held_addresses(self) -> dict[str, frozenset[str]]:
         """Every subnet in use (CIDR) and the addresses held in it, for the daemon's start-up

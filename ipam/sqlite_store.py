@@ -25,6 +25,7 @@ from ipam.records import (
     AllocationRecord,
     Change,
     CursorRecord,
+    DhcpLeaseRecord,
     Kind,
     LeaseRecord,
     QuarantineRecord,
@@ -33,7 +34,7 @@ from ipam.records import (
 from ipam.state_file import StateFile, StateFiles
 from ipam.store import FileSummary, damaged_record
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 _SCHEMA_V1 = """
@@ -80,6 +81,29 @@ _MIGRATIONS: dict[int, str] = {
     0: _SCHEMA_V1,
     # v2: remember which endpoint released a resting address, to give it back on its return.
     1: "ALTER TABLE quarantine ADD COLUMN endpoint TEXT;",
+    # v3: addresses found in use on the LAN (probing), and leases from the LAN's DHCP server.
+    2: """
+ALTER TABLE quarantine ADD COLUMN lan_mac TEXT;
+CREATE TABLE dhcp_leases (
+    pool_id        TEXT NOT NULL REFERENCES leases (pool_id),
+    address        TEXT NOT NULL,
+    prefixlen      INTEGER NOT NULL,
+    mac            TEXT NOT NULL,
+    client_id      TEXT NOT NULL,
+    hostname       TEXT,
+    endpoint       TEXT,
+    server_id      TEXT NOT NULL,
+    server_mac     TEXT NOT NULL,
+    router         TEXT,
+    lease_seconds  INTEGER NOT NULL,
+    renew_seconds  INTEGER NOT NULL,
+    rebind_seconds INTEGER NOT NULL,
+    acquired_at    REAL NOT NULL,
+    state          TEXT NOT NULL,
+    problem        TEXT,
+    PRIMARY KEY (pool_id, address)
+) WITHOUT ROWID;
+""",
 }
 
 
@@ -145,14 +169,22 @@ class SqliteStore:
         quarantine = tuple(
             QuarantineRecord(*row)
             for row in conn.execute(
-                "SELECT table_key, address, released_at, until, endpoint FROM quarantine"
+                "SELECT table_key, address, released_at, until, endpoint, lan_mac FROM quarantine"
                 " ORDER BY released_at"
             )
         )
         cursors = tuple(
             CursorRecord(*row) for row in conn.execute("SELECT pool_id, address FROM cursors")
         )
-        return Snapshot(leases, allocations, quarantine, cursors)
+        dhcp_leases = tuple(
+            DhcpLeaseRecord(*row)
+            for row in conn.execute(
+                "SELECT pool_id, address, prefixlen, mac, client_id, hostname, endpoint,"
+                " server_id, server_mac, router, lease_seconds, renew_seconds, rebind_seconds,"
+                " acquired_at, state, problem FROM dhcp_leases"
+            )
+        )
+        return Snapshot(leases, allocations, quarantine, cursors, dhcp_leases)
 
     def commit(self, change: Change) -> None:
         with self._open().write() as conn:
@@ -210,9 +242,9 @@ class SqliteStore:
         if change.put_quarantine:
             conn.executemany(
                 "INSERT OR REPLACE INTO quarantine (table_key, address, released_at, until,"
-                " endpoint) VALUES (?, ?, ?, ?, ?)",
+                " endpoint, lan_mac) VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (q.table_key, q.address, q.released_at, q.until, q.endpoint)
+                    (q.table_key, q.address, q.released_at, q.until, q.endpoint, q.lan_mac)
                     for q in change.put_quarantine
                 ],
             )
@@ -220,6 +252,17 @@ class SqliteStore:
             conn.executemany(
                 "INSERT OR REPLACE INTO cursors (pool_id, address) VALUES (?, ?)",
                 [(c.pool_id, c.address) for c in change.put_cursors],
+            )
+        if change.delete_dhcp_leases:
+            conn.executemany(
+                "DELETE FROM dhcp_leases WHERE pool_id = ? AND address = ?",
+                change.delete_dhcp_leases,
+            )
+        if change.put_dhcp_leases:
+            conn.executemany(
+                "INSERT OR REPLACE INTO dhcp_leases VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [tuple(d) for d in change.put_dhcp_leases],
             )
         if change.delete_leases:
             ids = [(pool_id,) for pool_id in change.delete_leases]

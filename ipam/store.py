@@ -20,6 +20,7 @@ from ipam.records import (
     AllocationRecord,
     Change,
     CursorRecord,
+    DhcpLeaseRecord,
     LeaseRecord,
     QuarantineRecord,
     Snapshot,
@@ -77,6 +78,7 @@ class MemoryStore:
         self.allocations: dict[tuple[str, str], AllocationRecord] = {}
         self.quarantine: dict[tuple[str, str], QuarantineRecord] = {}
         self.cursors: dict[str, CursorRecord] = {}
+        self.dhcp_leases: dict[tuple[str, str], DhcpLeaseRecord] = {}
         self.commits = 0
         self.fail_commits = 0  # the next N commits raise StoreError
         self.closed = False
@@ -93,6 +95,7 @@ class MemoryStore:
             allocations=tuple(self.allocations.values()),
             quarantine=tuple(self.quarantine.values()),
             cursors=tuple(self.cursors.values()),
+            dhcp_leases=tuple(self.dhcp_leases.values()),
         )
 
     def commit(self, change: Change) -> None:
@@ -106,6 +109,7 @@ class MemoryStore:
         allocations = dict(self.allocations)
         quarantine = dict(self.quarantine)
         cursors = dict(self.cursors)
+        dhcp_leases = dict(self.dhcp_leases)
         for lease in change.put_leases:
             leases[lease.pool_id] = lease
         for key in change.delete_allocations:
@@ -122,13 +126,20 @@ class MemoryStore:
             if cursor.pool_id not in leases:
                 raise StoreError(f"cursor for unknown pool ID {cursor.pool_id!r}")
             cursors[cursor.pool_id] = cursor
+        for dkey in change.delete_dhcp_leases:
+            dhcp_leases.pop(dkey, None)
+        for dhcp in change.put_dhcp_leases:
+            if dhcp.pool_id not in leases:
+                raise StoreError(f"DHCP lease for unknown pool ID {dhcp.pool_id!r}")
+            dhcp_leases[(dhcp.pool_id, dhcp.address)] = dhcp
         for pool_id in change.delete_leases:
-            if any(key[0] == pool_id for key in allocations):
+            if any(key[0] == pool_id for key in (*allocations, *dhcp_leases)):
                 raise StoreError(f"pool ID {pool_id!r} still holds addresses")
             leases.pop(pool_id, None)
             cursors.pop(pool_id, None)
         self.leases, self.allocations = leases, allocations
         self.quarantine, self.cursors = quarantine, cursors
+        self.dhcp_leases = dhcp_leases
         self.commits += 1
 
     def close(self) -> None:

@@ -27,9 +27,11 @@ from driver.links import Links
 from driver.netlink import LinkLayer
 from driver.service import NetworkDriver
 from ipam.cluster.mode import ClusterMode
+from ipam.dhcp import DhcpSettings
 from ipam.errors import IpamError
 from ipam.service import IpamService, IpamSettings, parse_default_pools
 from plugin.errors import NotReady
+from plugin.lan import DriverLan
 from plugin.logs import get_logger
 from plugin.settings import Settings
 from plugin.state_check import check_state, unheld_endpoint_addresses
@@ -123,9 +125,11 @@ async def open_services(settings: Settings, links: Links | None = None) -> Async
             node_name=settings.node_name,
             default_pools=parse_default_pools(settings.default_pools, node_name=settings.node_name),
             quarantine_seconds=settings.quarantine_seconds,
+            requires_mac_address=settings.mac_from_docker,
         ),
         cluster=_cluster_mode(settings),
         files=files,
+        dhcp=DhcpSettings(retry_floor=settings.dhcp_retry_seconds),
     )
     if links is None:
         links = await LinkLayer.open()
@@ -137,8 +141,14 @@ async def open_services(settings: Settings, links: Links | None = None) -> Async
             node_name=settings.node_name,
             announce_count=settings.announce_count,
             announce_interval=settings.announce_interval,
+            # A link layer of the tests' own (no kernel links) has no LAN to watch.
+            watch_claims=isinstance(links, LinkLayer),
         ),
     )
+    # The IPAM asks the LAN through the driver's links (probes, DHCP); the driver gives a DHCP
+    # endpoint the MAC its lease was taken with. Neither package knows the other.
+    ipam.attach_lan(DriverLan(driver), events=_log_lan_event)
+    driver.use_lease_macs(ipam.dhcp_mac)
     services = Services(ipam=ipam, driver=driver, files=files)
     services.start_loading()
     try:
@@ -165,6 +175,12 @@ def _cluster_mode(settings: Settings) -> ClusterMode | None:
         files=StateFiles(),
         events=_log_cluster_event,
     )
+
+
+def _log_lan_event(level: str, event: str, fields: Mapping[str, object]) -> None:
+    """What the IPAM finds on the LAN (addresses in use, DHCP leases renewed, lost)."""
+    emit = {"error": log.error, "warning": log.warning, "debug": log.debug}.get(level, log.info)
+    emit(event, **fields)
 
 
 def _log_cluster_event(level: str, event: str, fields: Mapping[str, object]) -> None:

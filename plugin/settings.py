@@ -7,6 +7,7 @@ an operator runs the daemon by hand; both spell the same settings.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -50,6 +51,12 @@ class Settings:
     node_name: str = ""
     default_pools: str = DEFAULT_POOLS
     quarantine_seconds: float = 300.0
+    # Ask Docker for every container's MAC before its address (IPAM capability
+    # RequiresMACAddress): DHCP leases then follow `docker run --mac-address` on Docker < 29.
+    mac_from_docker: bool = False
+    # DHCP mode: the least time between two tries of a renewal that got no answer, and between
+    # two requests for a lost lease (RFC 2131 §4.4.5 says 60 s; tests shorten it).
+    dhcp_retry_seconds: float = 60.0
     # Gratuitous ARP / unsolicited NA for each new container address (0 turns them off).
     announce_count: int = 3
     announce_interval: float = 1.0
@@ -76,6 +83,10 @@ class Settings:
             raise SettingsError(f"announce interval must be > 0, not {self.announce_interval}")
         if self.quarantine_seconds < 0:
             raise SettingsError(f"quarantine must be >= 0 seconds, not {self.quarantine_seconds}")
+        if not 0 < self.dhcp_retry_seconds < math.inf:  # also refuses NaN
+            raise SettingsError(
+                f"DHCP retry must be > 0 seconds (and finite), not {self.dhcp_retry_seconds}"
+            )
         if not self.node_name:
             # The node name keys this host's part of every per-host address plan.
             object.__setattr__(self, "node_name", socket.gethostname())
@@ -156,6 +167,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "are free (PYMACVLAN_QUARANTINE_SECONDS)",
     )
     parser.add_argument(
+        "--mac-from-docker",
+        type=_boolean,
+        default=default("mac_from_docker"),
+        metavar="on|off",
+        help="have Docker choose every container's MAC and send it with the address request, "
+        "so that DHCP leases follow --mac-address (docs/ipam.md); off by default "
+        "(PYMACVLAN_MAC_FROM_DOCKER)",
+    )
+    parser.add_argument(
+        "--dhcp-retry-seconds",
+        type=float,
+        default=default("dhcp_retry_seconds"),
+        help="DHCP mode: the least time between two tries of an unanswered lease renewal, and "
+        "between two requests for a lost lease; default 60, RFC 2131 "
+        "(PYMACVLAN_DHCP_RETRY_SECONDS)",
+    )
+    parser.add_argument(
         "--announce-count",
         type=int,
         default=default("announce_count"),
@@ -176,6 +204,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="cluster mode: how often this host checks its blocks against etcd and gives back "
         "empty ones (PYMACVLAN_CLUSTER_SWEEP_SECONDS)",
     )
+
+
+def _boolean(text: object) -> bool:
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, not {str(text)[:20]!r}")
 
 
 def add_etcd_arguments(parser: argparse.ArgumentParser) -> None:

@@ -44,6 +44,7 @@ from driver.linkinfo import (
 from driver.netlink import ipvlan
 from driver.netlink.channel import Channel
 from driver.netlink.decode import to_info
+from driver.netlink.events import LinkEvents
 from driver.netlink.translate import Op, translate
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -83,6 +84,11 @@ class LinkLayer:
 
     def close(self) -> None:
         self._nl.close()
+
+    async def subscribe(self) -> LinkEvents:
+        """The link changes of this layer's namespace, on a socket of their own
+        (``driver.netlink.events``)."""
+        return await LinkEvents.open(self.netns)
 
     def queued_messages(self) -> dict[int, int]:
         """Messages the netlink library holds, by sequence number: for diagnostics and tests."""

@@ -31,6 +31,10 @@ async def create_network(s: Services, req: wire.CreateNetworkRequest) -> EmptyRe
     await s.driver.create_network(
         req.network_id, req.options, _pools(req.ipv4_data), _pools(req.ipv6_data)
     )
+    # The network's link exists now: the IPAM probes its pools' first candidates ahead of the
+    # first container (ipam/probing.py).
+    for subnet in s.driver.network_subnets(req.network_id):
+        s.ipam.probe_ahead(subnet)
     return EmptyResponse()
 
 

@@ -13,12 +13,13 @@ pytestmark = pytest.mark.asyncio
 async def test_capabilities_and_address_spaces_are_the_services(
     client: PluginClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The default settings: Docker's MACs are not asked for, the state needs no replay.
     assert await client.ok("IpamDriver.GetCapabilities") == {
-        "RequiresMACAddress": IpamService.capabilities.requires_mac_address,
-        "RequiresRequestReplay": IpamService.capabilities.requires_request_replay,
+        "RequiresMACAddress": False,
+        "RequiresRequestReplay": False,
     }
     # One source of truth: what the service declares is what Docker is told.
-    monkeypatch.setattr(IpamService, "capabilities", Capabilities(True, True))
+    monkeypatch.setattr(IpamService, "capabilities", property(lambda _: Capabilities(True, True)))
     monkeypatch.setattr(IpamService, "address_spaces", AddressSpaces("here", "everywhere"))
     assert await client.ok("IpamDriver.GetCapabilities") == {
         "RequiresMACAddress": True,

@@ -5,22 +5,28 @@ managed plugin, built from this checkout) against Docker's built-in macvlan driv
     sudo PYMACVLAN_TEST_ENGINE=sid .venv/bin/python -m tests.bench.bench_docker
     sudo .venv/bin/python -m tests.bench.bench_docker --quick    # fewer rounds, 2 s iperf3
     sudo .venv/bin/python -m tests.bench.bench_docker --json docker-bench.json
+    sudo .venv/bin/python -m tests.bench.bench_docker --rounds 30 --after-idle 5 --latency-only
 
 It starts the test harness's dockerd (the machine-wide harness lock applies: it waits for other
 test runs), builds the plugin on the debootstrap base exactly as the e2e suite does, and puts
-three networks on one veth parent whose other end is a "LAN" namespace:
+four networks on one veth parent whose other end is a "LAN" namespace:
 
 * ``builtin``: ``-d macvlan`` with Docker's default IPAM (198.51.100.0/24);
-* ``pymacvlan``: ``-d <plugin> --ipam-driver <plugin>`` (203.0.113.0/24);
+* ``pymacvlan``: ``-d <plugin> --ipam-driver <plugin>`` (203.0.113.0/24), probing on (the
+  default: every address is asked of the LAN before it is handed out, docs/ipam.md);
+* ``pymacvlan-probe-off``: the same with ``--ipam-opt probe=off`` (198.18.2.0/24), which shows
+  what probing costs (latency only);
 * ``pymacvlan-docker-ipam``: ``-d <plugin>`` with Docker's IPAM (198.18.1.0/24), which
   separates the driver's cost from the IPAM's.
 
 Latency: ``docker run --rm --network NET busybox true`` as the user times it (CLI included; the
 whole endpoint life: address, endpoint, join, leave, release), rounds taking the networks in
-turn so that the machine's load hits all of them alike. Throughput: iperf3 between two
-containers of one network, run from the host inside the containers' network namespaces
-(``nsenter -t PID -n iperf3``): the same kernel path as an iperf3 inside the containers, without
-an iperf3 image. Traffic stays between the containers' macvlan links (bridge mode).
+turn so that the machine's load hits all of them alike; ``--after-idle N`` adds N rounds each
+after a pause longer than probing's memory of silent addresses (the first container after a
+quiet while). Throughput: iperf3 between two containers of one network, run from the host inside
+the containers' network namespaces (``nsenter -t PID -n iperf3``): the same kernel path as an
+iperf3 inside the containers, without an iperf3 image. Traffic stays between the containers'
+macvlan links (bridge mode).
 """
 
 from __future__ import annotations
@@ -55,6 +61,9 @@ from tests.harness.paths import scratch_dir
 
 PLUGIN = "pmv-bench"
 IMAGE_SUBNET_3 = "198.18.1.0/24"
+PROBE_OFF_SUBNET = "198.18.2.0/24"
+# Longer than probing's "nobody answered" memory (ipam/probing.py VERIFIED_FOR, 30 s).
+IDLE_PAUSE = 35.0
 
 
 @dataclass
@@ -102,12 +111,18 @@ def docker_run_ms(dockerd: Dockerd, network: str, image: str) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def latency(dockerd: Dockerd, networks: list[str], image: str, rounds: int) -> list[LatencyRow]:
-    for network in networks:  # warm-up: image layers, the plugin's first calls
-        for _ in range(2):
-            docker_run_ms(dockerd, network, image)
+def latency(
+    dockerd: Dockerd, networks: list[str], image: str, rounds: int, pause: float = 0.0
+) -> list[LatencyRow]:
+    """`rounds` runs per network, the networks taking turns; with `pause`, each round starts
+    that many seconds after the last (the first `docker run` after a quiet while)."""
+    if not pause:
+        for network in networks:  # warm-up: image layers, the plugin's first calls
+            for _ in range(2):
+                docker_run_ms(dockerd, network, image)
     samples: dict[str, list[float]] = {n: [] for n in networks}
     for round_ in range(rounds):
+        time.sleep(pause)
         # Rotate the order every round: no network always runs right after another.
         shift = round_ % len(networks)
         for network in networks[shift:] + networks[:shift]:
@@ -202,11 +217,21 @@ def table(rows: list[LatencyRow] | list[ThroughputRow]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="5 rounds, two 2 s iperf3 runs")
+    parser.add_argument("--rounds", type=int, help="docker run rounds (default 30, quick 5)")
+    parser.add_argument("--latency-only", action="store_true", help="no iperf3 part")
+    parser.add_argument(
+        "--after-idle",
+        type=int,
+        default=0,
+        metavar="N",
+        help=f"also N rounds each {IDLE_PAUSE:g} s after the last (probing's memory gone stale)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("bench_docker needs root (dockerd, namespaces): run it with sudo")
     rounds, runs, seconds = (5, 2, 2) if args.quick else (30, 5, 10)
+    rounds = args.rounds or rounds
     engine_name = engines.engine_names_from_env()[0]
 
     with (
@@ -232,25 +257,43 @@ def main(argv: list[str] | None = None) -> None:
                 "--subnet", LAN_SUBNET, "--gateway", LAN_PEER, "-o", parent, "pymacvlan",
             )  # fmt: skip
             dockerd.cli(
+                "network", "create", "-d", plugin.name, "--ipam-driver", plugin.name,
+                "--subnet", PROBE_OFF_SUBNET, "--ipam-opt", "probe=off", "-o", parent,
+                "pymacvlan-probe-off",
+            )  # fmt: skip
+            dockerd.cli(
                 "network", "create", "-d", plugin.name, "--subnet", IMAGE_SUBNET_3,
                 "-o", parent, "pymacvlan-docker-ipam",
             )  # fmt: skip
-            networks = ["builtin", "pymacvlan", "pymacvlan-docker-ipam"]
+            networks = ["builtin", "pymacvlan", "pymacvlan-probe-off", "pymacvlan-docker-ipam"]
             lat = latency(dockerd, networks, image, rounds)
             print(f"## docker run latency ({dockerd.engine.version()}, {rounds} rounds)\n")
             print(table(lat), flush=True)
-            thr = throughput(dockerd, networks, image, runs, seconds)
+            idle: list[LatencyRow] = []
+            if args.after_idle:
+                idle = latency(dockerd, networks, image, args.after_idle, IDLE_PAUSE)
+                print(f"\n## docker run after {IDLE_PAUSE:g} s idle ({args.after_idle} rounds)\n")
+                print(table(idle), flush=True)
+            # Probing must really have happened: a probe that cannot be made is logged.
+            unprobed = plugin.log().count("address not probed")
+            print(f"\naddresses handed out unprobed (LAN not reachable): {unprobed}", flush=True)
+            thr: list[ThroughputRow] = []
+            if not args.latency_only:  # probe=off changes nothing on the wire: not measured
+                wired = [n for n in networks if n != "pymacvlan-probe-off"]
+                thr = throughput(dockerd, wired, image, runs, seconds)
         finally:
             plugin.remove()
             lab.cleanup()
         version = dockerd.engine.version()
 
-    print(f"\n## iperf3 TCP between two containers ({runs} x {seconds} s)\n")
-    print(table(thr))
+    if thr:
+        print(f"\n## iperf3 TCP between two containers ({runs} x {seconds} s)\n")
+        print(table(thr))
     if args.json:
         result = {
             "engine": version,
             "latency": [asdict(r) for r in lat],
+            "latency_after_idle": [asdict(r) for r in idle],
             "throughput": [asdict(r) for r in thr],
         }
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -77,6 +77,7 @@ def test_the_list_names_every_tool_the_tests_call() -> None:
         "iperf3": "cmd:iperf3",
         "iputils-ping": "cmd:ping",
         "etcd-server": "cmd:etcd",
+        "dnsmasq-base": "cmd:dnsmasq",
         "docker.io": "cmd:dockerd",
         "busybox-static": "static:/bin/busybox",
         "qemu-system-x86": "cmd:qemu-system-x86_64",

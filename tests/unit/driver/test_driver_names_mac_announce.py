@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from driver import announce
 from driver.ids import MAX_ID_LENGTH, check_id
+from driver.lan import frames
 from driver.linkinfo import check_link_name, normalize_mac
 from driver.mac import stable_mac
 from driver.names import (
@@ -124,7 +125,7 @@ def test_unsolicited_na_frame_and_its_checksum() -> None:
     assert body[8:24] == address.packed
     assert body[24:26] == b"\x02\x01"
     # A correct checksum makes the sum over pseudo-header and message come out as zero.
-    pseudo = address.packed + announce.ALL_NODES.packed + struct.pack("!IxxxB", len(body), 58)
+    pseudo = address.packed + frames.ALL_NODES.packed + struct.pack("!IxxxB", len(body), 58)
     data = pseudo + body
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:

@@ -106,7 +106,8 @@ def test_global_space_is_a_different_table() -> None:
         (
             {"options": {"rnage.hostA": "192.0.2.0/26", "foo": "1"}},
             "unknown --ipam-opt 'foo', 'rnage.hostA': known options are lan, nodes, "
-            "range.<node>, exclude, quarantine, block_size, block_size6",
+            "range.<node>, exclude, quarantine, block_size, block_size6, probe, probe_wait, "
+            "lan_recheck, dhcp",
         ),
         (
             {"options": {"lan": "a/b"}},

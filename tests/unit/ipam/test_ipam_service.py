@@ -18,7 +18,7 @@ from ipam.errors import (
     StoreError,
 )
 from ipam.records import Snapshot
-from ipam.service import IpamService
+from ipam.service import IpamService, IpamSettings
 from ipam.store import MemoryStore
 from plugin.state_files import StateFiles
 from tests.unit.ipam.helpers import GATEWAY, Clock, ServiceFactory, endpoint, make_settings
@@ -62,8 +62,11 @@ async def network_create(
 
 
 def test_capabilities_and_address_spaces() -> None:
-    assert IpamService.capabilities.requires_mac_address is False
-    assert IpamService.capabilities.requires_request_replay is False
+    plain = IpamService(MemoryStore(), IpamSettings.for_node("node1"))
+    assert plain.capabilities.requires_mac_address is False
+    assert plain.capabilities.requires_request_replay is False
+    macs = IpamSettings("node1", (), requires_mac_address=True)
+    assert IpamService(MemoryStore(), macs).capabilities.requires_mac_address is True
     assert IpamService.address_spaces.local == "local"
     assert IpamService.address_spaces.global_ == "global"
 

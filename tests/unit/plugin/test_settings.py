@@ -15,13 +15,14 @@ def settings_for(argv: list[str]):  # type: ignore[no-untyped-def]
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("SOCKET", "STATE_DIR", "NODE_NAME", "QUARANTINE_SECONDS"):
+    for name in ("SOCKET", "STATE_DIR", "NODE_NAME", "QUARANTINE_SECONDS", "DHCP_RETRY_SECONDS"):
         monkeypatch.delenv(f"PYMACVLAN_{name}", raising=False)
     s = settings_for([])
     assert s.socket == Path("/run/docker/plugins/pymacvlan.sock")
     assert s.state_dir == Path("/var/lib/pymacvlan")
     assert s.node_name  # the host name
     assert s.quarantine_seconds == 300.0
+    assert s.dhcp_retry_seconds == 60.0  # RFC 2131 §4.4.5
 
 
 def test_environment_then_flags(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -30,6 +31,9 @@ def test_environment_then_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings_for([]).node_name == "from-env"
     assert settings_for([]).quarantine_seconds == 12.5
     assert settings_for(["--node-name", "from-flag"]).node_name == "from-flag"
+    monkeypatch.setenv("PYMACVLAN_DHCP_RETRY_SECONDS", "2")
+    assert settings_for([]).dhcp_retry_seconds == 2.0
+    assert settings_for(["--dhcp-retry-seconds", "0.5"]).dhcp_retry_seconds == 0.5
 
 
 @pytest.mark.parametrize(
@@ -37,6 +41,9 @@ def test_environment_then_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         (["--quarantine-seconds", "-1"], "quarantine must be >= 0"),
         (["--announce-count", "11"], "announce count must be 0-10"),
+        (["--dhcp-retry-seconds", "0"], "DHCP retry must be > 0 seconds"),
+        (["--dhcp-retry-seconds", "nan"], "DHCP retry must be > 0 seconds"),
+        (["--dhcp-retry-seconds", "inf"], "DHCP retry must be > 0 seconds"),
         (["--default-pools", "10.0.0.0/8:4"], "10.0.0.0/8"),
     ],
 )
