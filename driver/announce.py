@@ -82,7 +82,8 @@ async def announce(
     for _ in range(count):
         await asyncio.sleep(interval)
         try:
-            send_frames(parent, payloads)
+            # On a worker thread: closing a packet socket waits for an RCU grace period.
+            await asyncio.to_thread(send_frames, parent, payloads)
         except LinkError as exc:
             # Best effort: the LAN learns the address anyway on the container's first packet.
             log.warning("could not announce addresses", parent=parent, error=str(exc))

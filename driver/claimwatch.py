@@ -1,7 +1,7 @@
 """One claim watcher (driver/lan/claims.py) per network link that carries joined endpoints.
 
-A link (the parent, or the VLAN link) is watched from the first Join of an endpoint on it to the
-Leave (or delete) of the last one; the watcher asks which MAC should hold an address from a table
+A link (the parent, or the VLAN link) is watched from the first Join of an endpoint on it until no
+network is on it any more; the watcher asks which MAC should hold an address from a table
 rebuilt here whenever the joined endpoints change. A macvlan endpoint's address belongs to its own
 MAC, an ipvlan endpoint's to the link's (ipvlan links carry the parent's MAC). Networks on a dummy
 parent have no LAN to watch. After a restart every loaded endpoint counts as joined: Docker does
@@ -40,7 +40,11 @@ async def sync(ctx: Context) -> None:
     if not ctx.settings.watch_claims:
         return
     ctx.claim_owners = owners_by_link(ctx)
-    for link in [name for name in ctx.watchers if name not in ctx.claim_owners]:
+    # A watcher outlives the Leave of its link's last container (with nobody to own an address,
+    # it reports nothing) and stops with the link's last network: closing a packet socket waits
+    # for an RCU grace period (about 10 ms), which every `docker run --rm` would otherwise pay.
+    carried = {c.parent.name for c in ctx.state.networks.values() if not c.parent.dummy}
+    for link in [name for name in ctx.watchers if name not in carried]:
         await ctx.watchers.pop(link).stop()
     for link in ctx.claim_owners:
         if link not in ctx.watchers:

@@ -155,7 +155,7 @@ class ClaimWatcher:
         failing = False
         while True:
             try:
-                with PacketSocket.open(
+                async with PacketSocket.open(
                     self.link, ARP_OR_NEIGHBOUR_ADVERT_FILTER, self._netns
                 ) as sock:
                     own_mac = sock.hardware_address()

@@ -171,7 +171,7 @@ async def acquire(
         *_requested_option(requested),
         (Option.PARAMETER_LIST, PARAMETERS),
     )
-    with _open(client) as sock:
+    async with _open(client) as sock:
         offer = await _exchange(
             sock,
             client,
@@ -234,7 +234,7 @@ async def renew(
         )
         return build_frame(DhcpFrame(eth_dst, client.chaddr, ours, ip_dst, message))
 
-    with _open(client) as sock:
+    async with _open(client) as sock:
         requested_at = time.time()
         return await _exchange(
             sock,
@@ -266,7 +266,7 @@ async def release(
         ciaddr=ours,
     )
     frame = DhcpFrame(mac_bytes(lease.server_mac), client.chaddr, ours, lease.server_id, message)
-    with _open(client) as sock:
+    async with _open(client) as sock:
         _send(sock, client, build_frame(frame), "RELEASE")
 
 

@@ -289,11 +289,22 @@ class PacketSocket:
     def close(self) -> None:
         self._sock.close()
 
+    async def aclose(self) -> None:
+        """Close it on a worker thread: the kernel waits for an RCU grace period (about 10 ms)
+        before a packet socket is gone, and the event loop must not wait with it."""
+        await asyncio.to_thread(self._sock.close)
+
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.shield(self.aclose())
 
 
 AUXDATA_SPACE = socket.CMSG_SPACE(AUXDATA.size)

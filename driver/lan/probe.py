@@ -67,10 +67,9 @@ async def probe_address(
     if attempts < 1 or wait <= 0:
         raise ValueError("a probe needs at least one attempt and a positive wait")
     slots = _slots.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(MAX_PROBES_AT_ONCE))
-    async with slots:
-        with _open(link, address, netns) as sock:
-            own_mac, frame, nonce = _prepare(sock, address)
-            return await _exchange(sock, address, own_mac, frame, nonce, attempts, wait)
+    async with slots, _open(link, address, netns) as sock:
+        own_mac, frame, nonce = _prepare(sock, address)
+        return await _exchange(sock, address, own_mac, frame, nonce, attempts, wait)
 
 
 def _open(link: str, address: IPAddress, netns: str | None) -> PacketSocket:
