@@ -41,6 +41,8 @@ class LanLink:
     link: str
     on_lan: bool  # False: a dummy parent, or layer-3 ipvlan (no layer 2 of its own on the LAN)
     infrastructure: frozenset[str]  # the gateway and aux addresses: they answer on purpose
+    # ipvlan: every container shows the link's own MAC on the LAN (a DHCP client must use it)
+    shares_mac: bool = False
 
 
 SCOPE = "local"  # networks and their state live on one host; each host runs its own plugin
@@ -96,6 +98,7 @@ class NetworkDriver:
                         on_lan=not config.parent.dummy
                         and not (config.kind == "ipvlan" and config.ipvlan_mode != "l2"),
                         infrastructure=frozenset(infrastructure),
+                        shares_mac=config.kind == "ipvlan",
                     )
                 )
         return found

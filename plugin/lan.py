@@ -69,21 +69,34 @@ class DriverLan:
 
     # ------------------------------------------------------------------- DHCP
 
-    def _dhcp_link(self, place: PoolPlace) -> str:
-        links = self._driver.lan_links(place.subnet)
-        usable = _distinct(link for link in links if link.on_lan)
-        if not usable:
-            raise LanUnavailable(_nowhere(place, links))
-        return usable[0]
+    def _dhcp_link(self, place: PoolPlace, identity: DhcpIdentity) -> tuple[str, str]:
+        """The link to talk on, and the MAC to send from: the container's, except on ipvlan,
+        where every container has the link's own MAC (a switch with port security would drop
+        anything else); the client identifier still tells the containers apart."""
+        links = [link for link in self._driver.lan_links(place.subnet) if link.on_lan]
+        if not links:
+            raise LanUnavailable(_nowhere(place, self._driver.lan_links(place.subnet)))
+        link = links[0]
+        if not link.shares_mac:
+            return link.link, identity.mac
+        try:
+            return link.link, self._link_mac(link.link)
+        except OSError as exc:
+            raise LanUnavailable(f"cannot read the MAC of {link.link}: {exc.strerror}") from exc
+
+    @staticmethod
+    def _link_mac(link: str) -> str:
+        with open(f"/sys/class/net/{link}/address") as f:
+            return f.read().strip()
 
     async def dhcp_acquire(
         self, place: PoolPlace, identity: DhcpIdentity, requested: str | None
     ) -> DhcpGrant:
-        link = self._dhcp_link(place)
+        link, mac = self._dhcp_link(place, identity)
         try:
             lease = await dhcp_client.acquire(
                 link,
-                mac=identity.mac,
+                mac=mac,
                 client_id=identity.client_id,
                 hostname=identity.hostname,
                 requested=ipaddress.IPv4Address(requested) if requested else None,
@@ -101,12 +114,12 @@ class DriverLan:
     async def dhcp_renew(
         self, place: PoolPlace, identity: DhcpIdentity, grant: DhcpGrant, *, rebinding: bool
     ) -> DhcpGrant:
-        link = self._dhcp_link(place)
+        link, mac = self._dhcp_link(place, identity)
         try:
             lease = await dhcp_client.renew(
                 link,
                 _lease(grant),
-                mac=identity.mac,
+                mac=mac,
                 client_id=identity.client_id,
                 hostname=identity.hostname,
                 rebinding=rebinding,
@@ -124,12 +137,12 @@ class DriverLan:
     async def dhcp_release(
         self, place: PoolPlace, identity: DhcpIdentity, grant: DhcpGrant
     ) -> None:
-        link = self._dhcp_link(place)
+        link, mac = self._dhcp_link(place, identity)
         try:
             await dhcp_client.release(
                 link,
                 _lease(grant),
-                mac=identity.mac,
+                mac=mac,
                 client_id=identity.client_id,
                 netns=self._netns,
             )
