@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
+from typing import Any
 
 from driver.errors import DriverError
 from driver.lan import dhcp_client
@@ -93,8 +94,8 @@ class DriverLan:
         self, place: PoolPlace, identity: DhcpIdentity, requested: str | None
     ) -> DhcpGrant:
         link, mac = self._dhcp_link(place, identity)
-        try:
-            lease = await dhcp_client.acquire(
+        return await _exchange(
+            dhcp_client.acquire(
                 link,
                 mac=mac,
                 client_id=identity.client_id,
@@ -103,20 +104,14 @@ class DriverLan:
                 timeout=ACQUIRE_TIMEOUT,
                 netns=self._netns,
             )
-        except dhcp_client.DhcpNak as exc:
-            raise DhcpRefused(str(exc)) from exc
-        except dhcp_client.DhcpTimeout as exc:
-            raise DhcpNoAnswer(str(exc)) from exc
-        except DriverError as exc:
-            raise LanUnavailable(str(exc)) from exc
-        return _grant(lease)
+        )
 
     async def dhcp_renew(
         self, place: PoolPlace, identity: DhcpIdentity, grant: DhcpGrant, *, rebinding: bool
     ) -> DhcpGrant:
         link, mac = self._dhcp_link(place, identity)
-        try:
-            lease = await dhcp_client.renew(
+        return await _exchange(
+            dhcp_client.renew(
                 link,
                 _lease(grant),
                 mac=mac,
@@ -126,13 +121,7 @@ class DriverLan:
                 timeout=RENEW_TIMEOUT,
                 netns=self._netns,
             )
-        except dhcp_client.DhcpNak as exc:
-            raise DhcpRefused(str(exc)) from exc
-        except dhcp_client.DhcpTimeout as exc:
-            raise DhcpNoAnswer(str(exc)) from exc
-        except DriverError as exc:
-            raise LanUnavailable(str(exc)) from exc
-        return _grant(lease)
+        )
 
     async def dhcp_release(
         self, place: PoolPlace, identity: DhcpIdentity, grant: DhcpGrant
@@ -148,6 +137,18 @@ class DriverLan:
             )
         except DriverError as exc:
             raise LanUnavailable(str(exc)) from exc
+
+
+async def _exchange(work: Coroutine[Any, Any, DhcpLease]) -> DhcpGrant:
+    """A DHCP exchange, its failures in the IPAM's terms."""
+    try:
+        return _grant(await work)
+    except dhcp_client.DhcpNak as exc:
+        raise DhcpRefused(str(exc)) from exc
+    except dhcp_client.DhcpTimeout as exc:
+        raise DhcpNoAnswer(str(exc)) from exc
+    except DriverError as exc:
+        raise LanUnavailable(str(exc)) from exc
 
 
 def _distinct(links: Iterable[LanLink]) -> list[str]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from ipaddress import IPv4Address
 
-from driver.lan.frames import ETH_P_IP, ETHERNET_HEADER
+from driver.lan.frames import ETH_P_IP, ETHERNET_HEADER, internet_checksum
 
 IPPROTO_UDP = 17
 CLIENT_PORT = 68
@@ -195,15 +195,7 @@ def build_message(message: DhcpMessage) -> bytes:
     return bytes(body)
 
 
-def _checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of ``data``."""
-    if len(data) % 2:
-        data += b"\x00"
-    words: tuple[int, ...] = struct.unpack(f"!{len(data) // 2}H", data)
-    total = sum(words)
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+_checksum = internet_checksum
 
 
 def _udp_checksum(src: IPv4Address, dst: IPv4Address, udp: bytes) -> int:

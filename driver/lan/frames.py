@@ -121,10 +121,8 @@ def solicited_node_group(address: ipaddress.IPv6Address) -> ipaddress.IPv6Addres
     return ipaddress.IPv6Address(SOLICITED_NODE_PREFIX | (int(address) & 0xFFFFFF))
 
 
-def icmpv6_checksum(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, body: bytes) -> int:
-    """The ICMPv6 checksum over the pseudo-header and ``body`` (its checksum field zero)."""
-    pseudo = src.packed + dst.packed + struct.pack("!IxxxB", len(body), ICMPV6)
-    data = pseudo + body
+def internet_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
     if len(data) % 2:
         data += b"\x00"
     words: tuple[int, ...] = struct.unpack(f"!{len(data) // 2}H", data)
@@ -132,6 +130,12 @@ def icmpv6_checksum(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, body
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
+
+
+def icmpv6_checksum(src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, body: bytes) -> int:
+    """The ICMPv6 checksum over the pseudo-header and ``body`` (its checksum field zero)."""
+    pseudo = src.packed + dst.packed + struct.pack("!IxxxB", len(body), ICMPV6)
+    return internet_checksum(pseudo + body)
 
 
 def icmpv6_frame(
