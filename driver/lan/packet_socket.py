@@ -303,8 +303,20 @@ class PacketSocket:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.shield(self.aclose())
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
+            # The work was cancelled (a Docker call that gave up, a shutdown): rare, and the
+            # socket must be gone before the cancellation goes on, so close it here and now.
+            self.close()
+            return
+        closing = asyncio.ensure_future(self.aclose())
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            await asyncio.wait([closing])  # cancelled while closing: the close still ends first
+            raise
 
 
 AUXDATA_SPACE = socket.CMSG_SPACE(AUXDATA.size)
