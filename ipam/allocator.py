@@ -440,7 +440,7 @@ class Allocator:
 
     def candidates(self, pool_id: str, count: int) -> list[int]:
         """The next `count` addresses automatic allocation would choose, in order, without
-        choosing them (free ones only: what probing ahead is for)."""
+        choosing them (what probing ahead is for)."""
         lease = self.leases.get(pool_id)
         if lease is None or lease.problem is not None:
             return []
@@ -458,6 +458,15 @@ class Allocator:
                     break
                 found.append(address)
                 lo = address + 1
+        if len(found) < count:
+            # Then what `_next_free` falls back to: the resting addresses, oldest first (a pool
+            # that quarantine keeps full hands those out, and they are probed like any other).
+            # Those a device answered for are left out: they were asked moments ago.
+            for address, resting in lease.table.quarantine.items():
+                if len(found) >= count:
+                    break
+                if address in auto and address not in lease.table.held and not resting.lan_mac:
+                    found.append(address)
         return found
 
     def plan_lan_conflict(

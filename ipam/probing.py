@@ -34,6 +34,11 @@ REFRESH_OLDER_THAN = 12.0
 KEEP_READY_FOR = 600.0
 # Candidates one request probes before it gives up (each one found in use is recorded).
 MAX_CANDIDATES_PER_REQUEST = 8
+# A pool whose request had to wait for its probe is in a burst (`docker compose up`, a script of
+# `docker run -d`): for BURST_FOR seconds it probes this many candidates ahead, all at once, so
+# that one wait serves the next BURST_PREFETCH containers instead of each waiting in turn.
+BURST_PREFETCH = 16
+BURST_FOR = 30.0
 
 
 class Probing:
@@ -46,6 +51,23 @@ class Probing:
         self._refresh: dict[str, asyncio.TimerHandle] = {}
         # Pools whose candidates changed while their prefetch ran: one more pass right after.
         self._again: dict[str, Callable[[], Coroutine[None, None, None]]] = {}
+        # Pool ID -> when one of its requests last waited for a probe (bounded like _verified).
+        self._missed: dict[str, float] = {}
+
+    def missed(self, pool_id: str, now: float) -> None:
+        """A request of `pool_id` found no verified candidate and waits for its probe."""
+        self._missed.pop(pool_id, None)
+        self._missed[pool_id] = now
+        while len(self._missed) > VERIFIED_LIMIT:
+            del self._missed[next(iter(self._missed))]
+
+    def depth(self, pool_id: str, now: float) -> int:
+        """How many candidates of `pool_id` to keep verified ahead."""
+        last = self._missed.get(pool_id)
+        if last is not None and 0 <= now - last <= BURST_FOR:
+            return BURST_PREFETCH
+        self._missed.pop(pool_id, None)
+        return PREFETCH
 
     def verified(self, key: str, address: int, now: float, within: float = VERIFIED_FOR) -> bool:
         """Whether the LAN stayed silent about `address` in the last `within` seconds."""

@@ -71,7 +71,6 @@ from ipam.options import (
 from ipam.probing import (
     KEEP_READY_FOR,
     MAX_CANDIDATES_PER_REQUEST,
-    PREFETCH,
     REFRESH_OLDER_THAN,
     Probing,
 )
@@ -498,6 +497,9 @@ class IpamService:
             self._probing.forget(table.key, value)  # handed out now: not free any more
             return None, True
         text = table.fmt(value)
+        if kind is Kind.DYNAMIC:
+            # A burst outran the addresses kept ready: the next prefetch goes deeper.
+            self._probing.missed(pool_id, self._clock())
         try:
             mac = await self._lan.holder(
                 place, text, spec.probe_wait, reserved=kind is Kind.RESERVED
@@ -521,7 +523,7 @@ class IpamService:
             now = self._clock()
             todo = [
                 a
-                for a in self._allocator.candidates(pool_id, PREFETCH)
+                for a in self._allocator.candidates(pool_id, self._probing.depth(pool_id, now))
                 if not self._probing.verified(key, a, now, within=REFRESH_OLDER_THAN)
             ]
             answers = await asyncio.gather(

@@ -168,7 +168,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--mac-from-docker",
-        type=_boolean,
+        type=parse_switch,
         default=default("mac_from_docker"),
         metavar="on|off",
         help="have Docker choose every container's MAC and send it with the address request, "
@@ -206,7 +206,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _boolean(text: object) -> bool:
+def parse_switch(text: object) -> bool:
     if isinstance(text, bool):
         return text
     value = str(text).strip().lower()

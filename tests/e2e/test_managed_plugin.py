@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from plugin.settings import Settings
+from plugin.settings import Settings, parse_switch
 from tests.bench.bench_ipam import preload
 from tests.e2e.managed import (
     DEFAULT_STATE_SOURCE,
@@ -174,6 +174,8 @@ def test_config_json_matches_the_daemon() -> None:
         default = getattr(defaults, field)
         if field == "node_name":
             assert value == "", "empty means: the host name"
+        elif isinstance(default, bool):
+            assert parse_switch(value) == default, name
         elif isinstance(default, float):
             assert float(value) == default, name
         else:

@@ -472,3 +472,42 @@ async def test_a_request_abandoned_during_its_probe_leaves_no_address_held(lab: 
     with pytest.raises(asyncio.CancelledError):
         await request
     assert ip("192.0.2.1") not in service.allocator.leases[pool_id].table.held
+
+
+async def test_a_burst_that_outruns_the_ready_addresses_makes_the_prefetch_go_deeper(
+    lab: Lab,
+) -> None:
+    """`docker compose up` of many containers: after one request had to wait for its probe,
+    the next BURST_PREFETCH candidates are verified at once, so they do not wait in turn."""
+    lab.lan.delay = 0.02
+    service = await lab.service()
+    pool_id = await pool(service)
+    lab.lan.requester = asyncio.current_task()
+    assert await addr(service, pool_id) == "192.0.2.1/24"  # cold: it waits for its probe
+    assert lab.lan.asked_by_requests == ["192.0.2.1"]
+    await prefetched(service, lab.lan, *(f"192.0.2.{n}" for n in range(2, 12)))
+    for n in range(2, 12):
+        assert await addr(service, pool_id) == f"192.0.2.{n}/24"
+    assert lab.lan.asked_by_requests == ["192.0.2.1"]  # none of the burst waited
+
+
+async def test_a_pool_kept_full_by_quarantine_is_probed_ahead_too(lab: Lab) -> None:
+    """Only resting addresses are left: they are what the next request gets, so they are what
+    is verified ahead (else every container of a busy host would wait for its probe)."""
+    service = await lab.service()
+    pool_id = await pool(service, "192.0.2.0/29", quarantine="300")  # .1 - .6
+    lab.lan.requester = asyncio.current_task()
+    held = [await addr(service, pool_id) for _ in range(6)]
+    for address in held[:3]:
+        await service.release_address(pool_id=pool_id, address=address.split("/")[0])
+    lab.clock.advance(probing.VERIFIED_FOR + 1)  # what was verified before is stale now
+    asked = len(lab.lan.asked)
+    service.probe_ahead("192.0.2.0/29")
+    for _ in range(1000):
+        if {"192.0.2.1", "192.0.2.2"} <= set(lab.lan.asked[asked:]):
+            break
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.001)
+    before = list(lab.lan.asked_by_requests)
+    assert await addr(service, pool_id) == "192.0.2.1/29"  # the oldest resting one
+    assert lab.lan.asked_by_requests == before  # verified ahead: no wait
