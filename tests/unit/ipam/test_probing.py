@@ -511,3 +511,37 @@ async def test_a_pool_kept_full_by_quarantine_is_probed_ahead_too(lab: Lab) -> N
     before = list(lab.lan.asked_by_requests)
     assert await addr(service, pool_id) == "192.0.2.1/29"  # the oldest resting one
     assert lab.lan.asked_by_requests == before  # verified ahead: no wait
+
+
+async def test_what_probing_keeps_stays_bounded_over_thousands_of_requests(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon runs for months: the verified-address memory, the burst marks, the prefetch
+    tasks and timers hold one entry per live pool at most (the memory: its limit), and drain
+    when the pools go."""
+    monkeypatch.setattr(probing, "VERIFIED_LIMIT", 256)
+    monkeypatch.setattr(probing, "REFRESH_EVERY", 0.01)
+    service = await lab.service()
+    probe = service._probing  # its tables: their bounds are the point
+    pools = [await pool(service, f"198.18.{n}.0/24") for n in range(40)]
+    for cycle in range(3000):
+        pool_id = pools[cycle % len(pools)]
+        address = await addr(service, pool_id)
+        await service.release_address(pool_id=pool_id, address=address.split("/")[0])
+        lab.clock.advance(1.0)
+        if cycle % 100 == 0:
+            await asyncio.sleep(0.02)  # let prefetches and refreshes run
+        assert probe.remembered <= 256
+        assert len(probe._missed) <= len(pools)
+        assert len(probe._prefetching) <= len(pools)
+        assert len(probe._refresh) <= len(pools)
+        assert len(service._ready_until) <= len(pools)
+    for pool_id in pools:
+        await service.release_pool(pool_id)
+    for _ in range(200):  # the pending refreshes fire, find no pool, and stop
+        if not (probe._prefetching or probe._refresh or service._ready_until):
+            break
+        await asyncio.sleep(0.01)
+    assert not probe._prefetching
+    assert not probe._refresh
+    assert not service._ready_until
