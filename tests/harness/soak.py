@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from collections import deque
@@ -62,7 +63,8 @@ class Sample:
     cycles: int
     restarts: int
     rss_kib: int
-    fds: int
+    fds: int  # every open fd but packet sockets, which probing opens and closes as it goes
+    packet_sockets: int  # claim watchers and probes in flight at the moment of the sample
     threads: int
     links: int  # links in the daemon's namespace (lo and the parent included)
     rows: dict[str, int]
@@ -75,6 +77,7 @@ class Sample:
             "restarts": self.restarts,
             "rss_kib": self.rss_kib,
             "fds": self.fds,
+            "packet_sockets": self.packet_sockets,
             "threads": self.threads,
             "links": self.links,
             "rows": self.rows,
@@ -329,11 +332,13 @@ class Soak:
         assert pid is not None
         status = Path(f"/proc/{pid}/status").read_text()
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        fds, packet_sockets = _count_fds(pid)
         return Sample(
             cycles=self.cycles if cycles is None else cycles,
             restarts=self.restarts,
             rss_kib=int(fields["VmRSS"].split()[0]),
-            fds=len(list(Path(f"/proc/{pid}/fd").iterdir())),
+            fds=fds,
+            packet_sockets=packet_sockets,
             threads=int(fields["Threads"]),
             links=len(self.host.link_names()),
             rows=self.rows(),
@@ -354,3 +359,28 @@ class Soak:
                 counts[table] = int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
             db.close()
         return counts
+
+
+def _count_fds(pid: int) -> tuple[int, int]:
+    """(fds that are not packet sockets, packet sockets) of a process.
+
+    A packet socket is recognised by its inode in /proc/PID/net/packet (the process's own
+    namespace). Probes open one for a few hundred milliseconds at any moment, so a sample may
+    catch some in flight: they are counted apart and bounded, the rest must stay exact.
+    """
+    packet_inodes = {
+        line.split()[-1]
+        for line in Path(f"/proc/{pid}/net/packet").read_text().splitlines()[1:]
+        if line.strip()
+    }
+    fds = packet_sockets = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:  # closed while we looked
+            continue
+        if target.startswith("socket:[") and target[8:-1] in packet_inodes:
+            packet_sockets += 1
+        else:
+            fds += 1
+    return fds, packet_sockets

@@ -15,6 +15,9 @@ CYCLES = 1_300
 CHECKPOINT = 100
 KILL_AT = 1_000
 WARM_UP = 300  # cycles before the RSS baseline: caches, the WAL and the allocator settle
+# A claim watcher, a burst's prefetch (16), the window's probes and sockets still closing on a
+# worker thread; a leak of one per probe would pass this within the first hundred cycles.
+MAX_PACKET_SOCKETS = 32
 MAX_RSS_GROWTH_KIB = 4 * 1024  # over KILL_AT - WARM_UP = 700 cycles; a 25 KB/cycle leak is 17 MB
 
 
@@ -51,6 +54,8 @@ def test_container_cycles_with_a_kill_leave_nothing_behind_and_memory_flat(
         f"({growth * 1024 // (KILL_AT - WARM_UP)} bytes per cycle)"
     )
     assert before_kill.fds == baseline.fds
+    # Packet sockets come and go with probes: bounded, never growing with the cycles.
+    assert max(s.packet_sockets for s in result.samples) <= MAX_PACKET_SOCKETS
     assert before_kill.threads == baseline.threads
     steady = [s for s in result.samples if 0 < s.cycles < CYCLES]
     # The window's links (one per live container, in the host namespace here) and no more.
