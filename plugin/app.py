@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from plugin.admin.routes import ADMIN_ROUTES
 from plugin.errors import error_middleware
 from plugin.routes import METHODS
 from plugin.services import SERVICES, ServicesFactory, open_services
@@ -29,6 +30,7 @@ def make_app(
     app[LIMITS] = limits or ConnectionLimits()
     app.cleanup_ctx.append(_services)
     app.router.add_routes([m.route() for m in METHODS])
+    app.router.add_routes(ADMIN_ROUTES)
     return app
 
 

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from plugin import cluster_cli, logs, settings
+from plugin import cluster_cli, doctor_cli, gc_cli, logs, settings, status_cli
 from plugin.listener import SocketPathError, bind_plugin_socket
 
 
@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the plugin daemon on its unix socket")
     settings.add_arguments(serve)
+    status_cli.add_parser(sub)
+    doctor_cli.add_parser(sub)
+    gc_cli.add_parser(sub)
     cluster_cli.add_parser(sub)
     return parser
 
@@ -63,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "cluster":
         return cluster_cli.run(args)
+    commands = {"status": status_cli.run, "doctor": doctor_cli.run, "gc": gc_cli.run}
+    if args.command in commands:
+        return commands[args.command](args)
     return 2
 
 

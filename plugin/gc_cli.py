@@ -1,0 +1,13 @@
+"""STUB: `pymacvlan gc`, replaced by the helper that owns this module."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub.add_parser("gc", help="(not yet)")
+
+
+def run(args: argparse.Namespace) -> int:
+    return 2
