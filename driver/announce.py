@@ -7,7 +7,8 @@ enter the container. So the plugin sends them from the host, on the parent link,
 container's MAC as the source: the switch learns the port, the neighbours update their caches.
 
 Frame building is pure (tested byte for byte); sending uses an AF_PACKET socket on the parent.
-Layer-3 ipvlan has no MAC of its own on the LAN and is not announced.
+Layer-3 ipvlan has no MAC of its own on the LAN and is not announced. What was sent is counted
+(`Announced`) for the daemon's metrics.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from driver.errors import LinkError
 from driver.lan.frames import (
@@ -32,6 +34,14 @@ from driver.lan.frames import (
 from driver.logs import log
 
 OVERRIDE = 0x20000000  # the advertisement's Override flag
+
+
+@dataclass
+class Announced:
+    """Announcements since the start: frames sent, and rounds that could not be sent."""
+
+    frames: int = 0
+    failures: int = 0
 
 
 def gratuitous_arp(mac: str, address: ipaddress.IPv4Address) -> bytes:
@@ -75,16 +85,24 @@ def send_frames(parent: str, payloads: Iterable[bytes]) -> None:
 
 
 async def announce(
-    parent: str, payloads: list[bytes], count: int = 3, interval: float = 1.0
+    parent: str,
+    payloads: list[bytes],
+    count: int = 3,
+    interval: float = 1.0,
+    counted: Announced | None = None,
 ) -> None:
     """Send ``payloads`` ``count`` times, ``interval`` seconds apart, the first after one interval:
-    Docker needs that moment to move the link into the container and configure it."""
+    Docker needs that moment to move the link into the container and configure it. What was sent
+    (and what failed) is added to ``counted``."""
+    counted = counted if counted is not None else Announced()
     for _ in range(count):
         await asyncio.sleep(interval)
         try:
             # On a worker thread: closing a packet socket waits for an RCU grace period.
             await asyncio.to_thread(send_frames, parent, payloads)
         except LinkError as exc:
+            counted.failures += 1
             # Best effort: the LAN learns the address anyway on the container's first packet.
             log.warning("could not announce addresses", parent=parent, error=str(exc))
             return
+        counted.frames += len(payloads)

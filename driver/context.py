@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
+from driver.announce import Announced
 from driver.lan.claims import ClaimRecord, ClaimWatcher
 from driver.links import Links
 from driver.state import State
@@ -55,8 +56,9 @@ class Context:
     # The MAC a DHCP lease was taken with, by (subnet, address): such an endpoint must get
     # exactly that MAC (the plugin wires the IPAM's leases here).
     lease_mac: Callable[[str, str], str | None] = lambda subnet, address: None
-    # Background announcements per endpoint, cancelled when the endpoint goes.
+    # Background announcements per endpoint, cancelled when the endpoint goes; what they sent.
     announcements: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    announced: Announced = field(default_factory=Announced)
     # Claims of our addresses by other devices (driver/claimwatch.py): the endpoints joined
     # since this process started (all loaded ones count), one watcher per link carrying them,
     # the MAC each address should have per link, and what the watchers saw.

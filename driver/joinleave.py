@@ -153,7 +153,11 @@ def _announce_later(ctx: Context, ep: EndpointRecord, parent: str, mac: str) -> 
     cancel_announcement(ctx, ep.endpoint_id)
     task = asyncio.create_task(
         announce.announce(
-            parent, frames, ctx.settings.announce_count, ctx.settings.announce_interval
+            parent,
+            frames,
+            ctx.settings.announce_count,
+            ctx.settings.announce_interval,
+            ctx.announced,
         ),
         name=f"announce-{ep.endpoint_id[:12]}",
     )

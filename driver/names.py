@@ -70,6 +70,9 @@ ROLE_VLAN = "vlan"
 ROLE_DUMMY = "dummy"
 ROLE_ENDPOINT = "endpoint"
 ROLE_SHIM = "shim"
+# `pymacvlan doctor`'s short-lived test link (driver/diagnose/child_mac.py): no record owns it;
+# its id is when it was made, so that one left behind by a killed run can be told old.
+ROLE_DOCTOR = "doctor"
 
 
 def owned_alias(role: str, ident: str) -> str:

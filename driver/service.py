@@ -26,6 +26,7 @@ from driver.lan.claims import Claim
 from driver.links import LinkChangeSource, Links
 from driver.linkwatch import LinkWatcher
 from driver.logs import log
+from driver.records import OWNED_KINDS, DriverState
 from driver.restore import RestoreReport, log_waiting, restore_links
 from driver.state import State
 from driver.store import FileSummary, SqliteDriverStore, StateFiles, open_store
@@ -43,6 +44,18 @@ class LanLink:
     infrastructure: frozenset[str]  # the gateway and aux addresses: they answer on purpose
     # ipvlan: every container shows the link's own MAC on the LAN (a DHCP client must use it)
     shares_mac: bool = False
+
+
+@dataclass(frozen=True)
+class DriverCounts:
+    """How much the driver holds and has done since the start (for the daemon's metrics)."""
+
+    networks: int
+    endpoints: int
+    owned_links: dict[str, int]  # by kind: vlan, dummy (parents), macvlan, ipvlan (host shims)
+    announced_frames: int  # gratuitous ARP / unsolicited NA frames sent
+    announce_failures: int  # rounds of them that could not be sent
+    claims_seen: int  # frames in which another device claimed a container's address
 
 
 SCOPE = "local"  # networks and their state live on one host; each host runs its own plugin
@@ -115,6 +128,16 @@ class NetworkDriver:
             if address is not None
         ]
 
+    def snapshot(self) -> DriverState:
+        """The loaded networks, endpoints and owned links, as the store holds them (immutable
+        records: a read-only view for `status` and `doctor`)."""
+        state = self._ctx.state
+        return DriverState(
+            networks=tuple(state.networks.values()),
+            endpoints=tuple(state.endpoints.values()),
+            owned_links=tuple(state.owned.values()),
+        )
+
     def recent_claims(self) -> list[Claim]:
         """The latest claims of containers' addresses by other devices (oldest first, at most
         driver.lan.claims.KEEP_CLAIMS, one per log line), for ``doctor`` and the metrics."""
@@ -123,6 +146,32 @@ class NetworkDriver:
     def claims_seen(self) -> int:
         """Frames seen since the start in which another device claimed a container's address."""
         return self._ctx.claims.total
+
+    @property
+    def links(self) -> Links:
+        """The link layer the driver works with (``doctor`` makes its test link with it)."""
+        return self._ctx.links
+
+    async def exclusively(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` while no driver call changes links: ``doctor``'s short-lived test link
+        must not meet a Join on the same parent (the sharing rule, or the kernel, would refuse
+        one of them). Runs to its end even if the caller goes away."""
+        return await self._serialized(work)
+
+    def counts(self) -> DriverCounts:
+        """What the driver holds now and has sent since the start; never waits."""
+        ctx = self._ctx
+        kinds: dict[str, int] = dict.fromkeys(OWNED_KINDS, 0)
+        for link in ctx.state.owned.values():
+            kinds[link.kind] += 1
+        return DriverCounts(
+            networks=len(ctx.state.networks),
+            endpoints=len(ctx.state.endpoints),
+            owned_links=kinds,
+            announced_frames=ctx.announced.frames,
+            announce_failures=ctx.announced.failures,
+            claims_seen=ctx.claims.total,
+        )
 
     async def load(self) -> None:
         """Open and read the store, recreate owned links that vanished, remove stale endpoint

@@ -248,6 +248,31 @@ class Allocator:
             if holding.pool_id == pool_id
         }
 
+    def allocation_records(self) -> list[AllocationRecord]:
+        """Every hold of every table, as the store keeps it (diagnostics, stale allocations)."""
+        return [
+            _record(table, table.fmt(address), holding)
+            for table in self.tables.values()
+            for address, holders in table.held.items()
+            for holding in holders
+        ]
+
+    def pool_references(self) -> dict[Subnet, int]:
+        """Per subnet, how many networks hold a pool on it: the sum of the reference counts of
+        its pools (one RequestPool each, until its ReleasePool)."""
+        references: dict[Subnet, int] = {}
+        for lease in self.leases.values():
+            subnet = lease.table.subnet
+            references[subnet] = references.get(subnet, 0) + lease.record.refcount
+        return references
+
+    def holding(self, pool_id: str, value: int) -> Holding | None:
+        """The hold of `pool_id` on `value`, if it has one."""
+        lease = self.leases.get(pool_id)
+        if lease is None:
+            return None
+        return next((h for h in lease.table.held.get(value, ()) if h.pool_id == pool_id), None)
+
     # ------------------------------------------------------------- pool leases
 
     def plan_request_pool(self, spec: PoolSpec, now: float) -> Change:

@@ -59,6 +59,7 @@ from ipam.errors import (
     StoreError,
 )
 from ipam.hostranges import ClaimingHostRanges, HostRanges, StaticPlan
+from ipam.inventory import load_allocator
 from ipam.lan import Lan, LanUnavailable, NoLan, PoolPlace
 from ipam.options import (
     GLOBAL_ADDRESS_SPACE,
@@ -74,11 +75,11 @@ from ipam.probing import (
     REFRESH_OLDER_THAN,
     Probing,
 )
-from ipam.records import Change, DhcpLeaseRecord, Kind, Snapshot
+from ipam.records import AllocationRecord, Change, DhcpLeaseRecord, Kind, Snapshot
 from ipam.requests import AddressRequest, parse_address_request
 from ipam.sqlite_store import SqliteStore
 from ipam.state_file import StateFiles
-from ipam.store import FileSummary, IpamStore, damaged_record
+from ipam.store import FileSummary, IpamStore
 from ipam.store_thread import run_on
 
 __all__ = [
@@ -176,6 +177,10 @@ class PoolGrant:
 class AddressGrant:
     address: str  # "a.b.c.d/prefixlen", the subnet's prefix length
     data: dict[str, str] = field(default_factory=dict)
+
+
+class _Changed(Exception):
+    """An allocation judged stale changed before it could be released (never leaves here)."""
 
 
 @contextlib.contextmanager
@@ -649,6 +654,36 @@ class IpamService:
             lambda now: (self._allocator.plan_release_address(pool_id, family, value, now), None)
         )
 
+    async def release_judged(self, judged: AllocationRecord) -> bool:
+        """Release an allocation found stale (ipam/stale.py), exactly as ReleaseAddress would
+        (quarantine, a DHCP lease given back on the LAN), unless it changed since it was judged:
+        False then, and nothing is done. "Changed" is checked under the mutation lock, in the
+        same step as the release: an address released and requested again meanwhile is a new
+        allocation (another `allocated_at`) of a live container and is never freed."""
+        family, value = parse_address(judged.address, what="address to release")
+        await self._ready()
+
+        def unchanged(allocator: Allocator) -> None:
+            holding = allocator.holding(judged.pool_id, value)
+            if (
+                holding is None
+                or holding.allocated_at != judged.allocated_at
+                or holding.kind is not judged.kind
+                or holding.endpoint != judged.endpoint
+            ):
+                raise _Changed
+
+        def plan(now: float) -> tuple[Change, None]:
+            unchanged(self._allocator)
+            return self._allocator.plan_release_address(judged.pool_id, family, value, now), None
+
+        try:
+            if not await self._dhcp.release_address(judged.pool_id, family, value, unchanged):
+                await self._mutate(plan)
+        except _Changed:
+            return False
+        return True
+
     # -------------------------------------------------------------- inspection
 
     def dhcp_mac(self, subnet: str, address: str) -> str | None:
@@ -659,6 +694,18 @@ class IpamService:
     def dhcp_leases(self) -> tuple[DhcpLeaseRecord, ...]:
         """Every lease from a LAN's DHCP server, with its state and last problem."""
         return self._dhcp.leases()
+
+    def allocations(self) -> list[AllocationRecord]:
+        """Every allocation held now, as the store keeps it (read-only: status, stale ones)."""
+        return self._allocator.allocation_records()
+
+    def pool_references(self) -> dict[Subnet, int]:
+        """Per subnet, how many networks hold a pool on it (see `Allocator.pool_references`)."""
+        return self._allocator.pool_references()
+
+    def now(self) -> float:
+        """The service's clock (allocations' `allocated_at` are read from it)."""
+        return self._clock()
 
     def held_addresses(self) -> dict[str, frozenset[str]]:
         """Every subnet in use (CIDR) and the addresses held in it, for the daemon's start-up
@@ -750,18 +797,10 @@ class IpamService:
         self._allocator = self._allocator_of(snapshot)
 
     def _allocator_of(self, snapshot: Snapshot) -> Allocator:
-        """The allocator holding what the store holds. Rows that do not make sense (an address
-        that is not one, a table of no subnet) were written by something else than this code:
-        the file is damaged, and that is one line, not a traceback."""
-        allocator = Allocator(self._host_ranges, self._settings.quarantine_seconds)
-        try:
-            allocator.apply(snapshot.as_change())
-        except StoreError:
-            raise
-        except (IpamError, ValueError, KeyError, TypeError, OSError) as exc:
-            reason = f"{type(exc).__name__}: {exc}"[:200]
-            raise StoreError(damaged_record(self._store.name, reason)) from exc
-        return allocator
+        """The allocator holding what the store holds (a damaged row is one line)."""
+        return load_allocator(
+            snapshot, self._host_ranges, self._settings.quarantine_seconds, self._store.name
+        )
 
     async def _in_store_thread(self, fn: Callable[..., T], *args: object) -> T:
         return await run_on(self._executor, "the IPAM state", fn, *args)

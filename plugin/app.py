@@ -8,12 +8,12 @@ from aiohttp import web
 
 from plugin.admin.routes import ADMIN_ROUTES
 from plugin.errors import error_middleware
+from plugin.metrics import attach_metrics
 from plugin.routes import METHODS
-from plugin.services import SERVICES, ServicesFactory, open_services
+from plugin.services import SERVICES, SETTINGS, ServicesFactory, open_services
 from plugin.settings import Settings
 from plugin.transport import LIMITS, ConnectionLimits, track_requests
 
-SETTINGS = web.AppKey("settings", Settings)
 SERVICES_FACTORY: web.AppKey[ServicesFactory] = web.AppKey("services_factory")
 
 
@@ -28,6 +28,7 @@ def make_app(
     app[SETTINGS] = settings
     app[SERVICES_FACTORY] = services_factory
     app[LIMITS] = limits or ConnectionLimits()
+    attach_metrics(app)
     app.cleanup_ctx.append(_services)
     app.router.add_routes([m.route() for m in METHODS])
     app.router.add_routes(ADMIN_ROUTES)

@@ -1,7 +1,7 @@
 """Turns a typed handler into an aiohttp route: body → request model → handler → response model.
 
-Every protocol method goes through here, so parsing, readiness, logging and the response format
-are written once.
+Every protocol method goes through here, so parsing, readiness, logging, the response format and
+the calls' metrics (plugin/metrics.py) are written once.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from plugin.errors import (
     describe_validation_error,
 )
 from plugin.logs import cut, get_logger
+from plugin.metrics import FAILED, METRICS, OK, outcome_of
 from plugin.services import SERVICES, Services
 from plugin.transport import IncompleteRequest, read_body
 from plugin.wire.base import WireRequest, WireResponse
@@ -50,6 +51,18 @@ class Method(Generic[Req]):
 
     async def _handle(self, request: web.Request) -> web.Response:
         started = time.monotonic()
+        outcome = FAILED  # also when cancelled: Docker went away, tired of waiting
+        try:
+            response = await self._answer(request, started)
+            outcome = OK
+            return response
+        except Exception as exc:
+            outcome = outcome_of(exc)
+            raise
+        finally:
+            request.app[METRICS].observe_call(self.name, outcome, time.monotonic() - started)
+
+    async def _answer(self, request: web.Request, started: float) -> web.Response:
         short = self.name.split(".", 1)[-1]
         with structlog.contextvars.bound_contextvars(method=self.name):
             try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -93,6 +94,16 @@ class Services:
         log.info("state loaded")
         return None
 
+    @property
+    def loaded(self) -> bool:
+        """Whether loading the state has ended (done, or failed: see `load_error`)."""
+        return self._ready.is_set()
+
+    @property
+    def load_error(self) -> str | None:
+        """Why the state cannot be used, once loading has ended; None when it is usable."""
+        return self._load_error if self._ready.is_set() else None
+
     async def wait_ready(self) -> None:
         await self._ready.wait()
         if self._load_error is not None:
@@ -110,12 +121,18 @@ class Services:
 ServicesFactory = Callable[[Settings], AbstractAsyncContextManager[Services]]
 
 SERVICES = web.AppKey("services", Services)
+# The daemon's settings, for the admin routes (defined here, beside SERVICES, so that route
+# modules need not import plugin.app, which imports them).
+SETTINGS = web.AppKey("settings", Settings)
 
 
 @contextlib.asynccontextmanager
-async def open_services(settings: Settings, links: Links | None = None) -> AsyncIterator[Services]:
+async def open_services(
+    settings: Settings, links: Links | None = None, clock: Callable[[], float] = time.time
+) -> AsyncIterator[Services]:
     """The services: SQLite state in ``settings.state_dir``; netlink in this namespace unless
-    another link layer is given (tests)."""
+    another link layer is given, the IPAM's time from `clock` (tests: allocations made hours
+    ago)."""
     # Nothing is created here: the files and their directory are checked, then made, by the
     # background load (plugin/state_files.py), whose problems the calls report.
     files = StateFiles()
@@ -127,6 +144,7 @@ async def open_services(settings: Settings, links: Links | None = None) -> Async
             quarantine_seconds=settings.quarantine_seconds,
             requires_mac_address=settings.mac_from_docker,
         ),
+        clock,
         cluster=_cluster_mode(settings),
         files=files,
         dhcp=DhcpSettings(retry_floor=settings.dhcp_retry_seconds),

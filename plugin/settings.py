@@ -7,8 +7,10 @@ an operator runs the daemon by hand; both spell the same settings.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -67,6 +69,9 @@ class Settings:
     etcd_prefix: str = DEFAULT_PREFIX
     etcd_timeout: float = DEFAULT_TIMEOUT
     cluster_sweep_seconds: float = DEFAULT_SWEEP_SECONDS
+    # HOST:PORT where Prometheus scrapes /metrics and /health over TCP; empty: no listener (both
+    # are on the plugin socket anyway, under /pymacvlan/v1/).
+    metrics_listen: str = ""
 
     def __post_init__(self) -> None:
         if self.log_level not in LOG_LEVELS:
@@ -95,6 +100,13 @@ class Settings:
                 check_node_name(self.node_name)
             except IpamError as exc:
                 raise SettingsError(str(exc)) from None
+        if self.metrics_listen:
+            parse_listen_address(self.metrics_listen)  # a typo stops the daemon at its start
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """(host, port) of the metrics listener; None when it is off."""
+        return parse_listen_address(self.metrics_listen) if self.metrics_listen else None
 
     @property
     def cluster(self) -> ClusterConfig | None:
@@ -116,6 +128,37 @@ def cluster_config(
         )
     except IpamError as exc:
         raise SettingsError(str(exc)) from None
+
+
+# A host name as RFC 1123 spells it (letters, digits, hyphens, dots).
+_HOST_NAME = re.compile(
+    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPV6]:PORT`` or ``:PORT`` (every address) as (host, port); host ""
+    for every address, port 0 for any free one."""
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    problem = (
+        f"metrics listen address {shown!r} is not HOST:PORT, [IPV6]:PORT or :PORT "
+        "(such as 127.0.0.1:9523)"
+    )
+    host, colon, port_text = text.strip().rpartition(":")
+    if not colon or not port_text.isascii() or not port_text.isdigit():
+        raise SettingsError(problem)
+    port = int(port_text)
+    if port > 65535:
+        raise SettingsError(f"metrics listen port must be 0-65535, not {port}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise SettingsError(problem) from None
+    elif host and not _HOST_NAME.fullmatch(host):
+        raise SettingsError(problem)
+    return host, port
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -203,6 +246,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=default("cluster_sweep_seconds"),
         help="cluster mode: how often this host checks its blocks against etcd and gives back "
         "empty ones (PYMACVLAN_CLUSTER_SWEEP_SECONDS)",
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        default=default("metrics_listen"),
+        metavar="HOST:PORT",
+        help="also serve the Prometheus metrics (/metrics) and the health (/health) over TCP "
+        "there; off by default: both are on the plugin socket under /pymacvlan/v1/ "
+        "(PYMACVLAN_METRICS_LISTEN)",
     )
 
 

@@ -257,6 +257,91 @@ class StateFiles:
         return wanted
 
 
+# ------------------------------------------------------------------- reading, by an operator
+
+
+class _ReadOnlyFile(StateFile):
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        raise self._error(f"{self.path} is opened read-only")
+        yield  # pragma: no cover - makes this a generator
+
+
+class ReadOnlyStateFiles:
+    """Opens state files to read them and nothing else, for `pymacvlan status` on a stopped
+    daemon's state directory: creates, migrates and writes nothing, and works while a daemon
+    holds the directory (its lock is not taken).
+
+    SQLite would create the `-wal` and `-shm` files of a WAL database that has none (a daemon
+    that stopped cleanly removes them), even for a `mode=ro` connection. So: with both there (a
+    daemon runs, or was killed), the file is read `mode=ro` through them, as any reader would;
+    with neither, everything is in the file itself, which is read `immutable=1` (no locks, no
+    side files). A `-wal` without its `-shm` is refused: reading it would create the `-shm`.
+    """
+
+    def open(
+        self,
+        path: Path,
+        *,
+        version: int,
+        migrations: Mapping[int, str],
+        error: ErrorFactory,
+    ) -> StateFile:
+        """The file at `path` read-only, if it is of schema `version` (`migrations` unused)."""
+        opened = self.peek(path, version=version, error=error)
+        if opened.blank is not None:
+            raise error(f"{path} {opened.blank}")
+        return opened
+
+    def peek(self, path: Path, *, version: int, error: ErrorFactory) -> StateFile:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return _ReadOnlyFile(path, None, error, blank="is missing")
+        except OSError as exc:
+            raise error(explain(path, exc, "read")) from exc
+        if size == 0:
+            return _ReadOnlyFile(path, None, error, blank="is empty (0 bytes)")
+        wal, shm = (path.with_name(path.name + suffix).exists() for suffix in ("-wal", "-shm"))
+        if wal and not shm:
+            raise error(
+                f"cannot read {path} without writing beside it: its {path.name}-wal has no "
+                f"{path.name}-shm; start pymacvlan (it reads the last changes back), then ask it"
+            )
+        mode = "mode=ro" if wal else "immutable=1"
+        try:
+            conn = sqlite3.connect(
+                f"file:{quote(str(path))}?{mode}",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+                if found > version:
+                    raise _Explained(written_by_newer(path, found, version))
+                tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+                if found == 0 and tables == 0:
+                    conn.close()
+                    return _ReadOnlyFile(path, None, error, blank="is empty (no tables)")
+                if found < version:
+                    raise _Explained(
+                        f"{path} was written by an older pymacvlan (schema version {found}; "
+                        f"this one reads {version}): start this pymacvlan once to upgrade it, "
+                        "then ask it"
+                    )
+                state_id = _meta(conn).get("state_id")
+            except BaseException:
+                conn.close()
+                raise
+        except _Explained as exc:
+            raise error(str(exc)) from exc.__cause__
+        except (sqlite3.Error, OSError) as exc:
+            raise error(explain(path, exc, "read")) from exc
+        return _ReadOnlyFile(path, conn, error, state_id=state_id)
+
+
 # ---------------------------------------------------------------------------- the steps
 
 

@@ -88,13 +88,17 @@ class BlockCache:
             rows = conn.execute(
                 "SELECT address_space, lan, block, pool, claimed_at FROM blocks"
             ).fetchall()
-        blocks = []
-        for space, lan, text, pool, claimed_at in rows:
-            block = parse_subnet(text)
-            blocks.append(
-                CachedBlock(Scope(space, lan, block.family), block, pool, float(claimed_at))
-            )
-        return instance, blocks
+        return instance, _decoded(rows)
+
+    def read(self) -> tuple[str | None, list[CachedBlock]]:
+        """The instance ID (None if never made) and every cached block, writing nothing (a
+        stopped daemon's file, opened read-only by `pymacvlan status`)."""
+        with self._open().read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE name = 'instance'").fetchone()
+            rows = conn.execute(
+                "SELECT address_space, lan, block, pool, claimed_at FROM blocks"
+            ).fetchall()
+        return (None if row is None else str(row[0])), _decoded(rows)
 
     def add(self, blocks: list[CachedBlock]) -> None:
         self._write(
@@ -122,3 +126,11 @@ class BlockCache:
         file, self._file = self._file, None
         if file is not None:
             file.close()
+
+
+def _decoded(rows: list[tuple[str, str, str, str, float]]) -> list[CachedBlock]:
+    blocks = []
+    for space, lan, text, pool, claimed_at in rows:
+        block = parse_subnet(text)
+        blocks.append(CachedBlock(Scope(space, lan, block.family), block, pool, float(claimed_at)))
+    return blocks

@@ -21,14 +21,19 @@ Rules:
   have been applied; every caller compares first and reads back after a failed compare (a claim
   that finds its own record adopts it, a release that finds the key gone is done).
 * **Never the environment's proxy** (`trust_env=False`): etcd endpoints are direct addresses.
+* **Counted.** Every call's outcome and duration (all attempts together) go into `EtcdStats`,
+  plain numbers that the daemon's metrics read when they are scraped (`ipam/` knows no metrics
+  library).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -41,6 +46,40 @@ from ipam.errors import ClusterError, ClusterUnavailable
 _RETRY_CODES = {4, 8, 14}
 _NOT_FOUND = 5
 _ROUND_PAUSE = 0.1  # seconds between two rounds over the endpoints
+
+
+# Upper bounds (seconds) of the call durations counted in `EtcdStats`: etcd on a LAN answers in
+# milliseconds, and one call may take up to three timeouts (3 s by default) when members fail.
+LATENCY_BOUNDS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# How a call ended: answered; no endpoint answered (`ClusterUnavailable`); etcd refused it
+# (`ClusterError`); its caller stopped waiting (a claim's budget ran out, shutdown).
+CALL_OUTCOMES = ("ok", "unavailable", "refused", "cancelled")
+
+
+@dataclass
+class CallStats:
+    """The calls of one kind (``kv/range``, ``kv/txn``, ``lease/grant``, ...) since the start."""
+
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CALL_OUTCOMES, 0))
+    # Calls per duration bucket: index i counts durations <= LATENCY_BOUNDS[i] (and above the
+    # bound before it); the last entry counts the longer ones.
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
+    seconds: float = 0.0  # all calls' durations added up
+
+    def record(self, outcome: str, seconds: float) -> None:
+        self.outcomes[outcome] += 1
+        self.buckets[bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
+        self.seconds += seconds
+
+
+@dataclass
+class EtcdStats:
+    """What the client's calls did, by kind of call: read by the daemon's metrics."""
+
+    calls: dict[str, CallStats] = field(default_factory=dict)
+
+    def record(self, call: str, outcome: str, seconds: float) -> None:
+        self.calls.setdefault(call, CallStats()).record(outcome, seconds)
 
 
 def _b64(text: str) -> str:
@@ -62,6 +101,7 @@ class EtcdClient:
         self.deadline = 3 * timeout
         self._preferred = 0
         self._session: aiohttp.ClientSession | None = None
+        self.stats = EtcdStats()
 
     def describe(self) -> str:
         return "endpoints " + ", ".join(self.endpoints)
@@ -85,6 +125,23 @@ class EtcdClient:
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST `body` to `/v3/<path>` of the first endpoint that answers; see the rules above."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcome = "cancelled"  # unless it ends below: only a cancellation gets past them
+        try:
+            answer = await self._exchange(path, body)
+            outcome = "ok"
+            return answer
+        except ClusterUnavailable:
+            outcome = "unavailable"
+            raise
+        except ClusterError:
+            outcome = "refused"
+            raise
+        finally:
+            self.stats.record(path, outcome, loop.time() - started)
+
+    async def _exchange(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.deadline
         session = self._client()

@@ -53,7 +53,7 @@ from ipam.cluster.claims import (
     Registration,
 )
 from ipam.cluster.config import ClusterConfig, check_node_name
-from ipam.cluster.etcd import EtcdClient
+from ipam.cluster.etcd import EtcdClient, EtcdStats
 from ipam.cluster.kv import KeyValue
 from ipam.cluster.layout import Layout, Scope, describe_block
 from ipam.errors import (
@@ -91,6 +91,39 @@ def scope_of(spec: PoolSpec) -> Scope:
     return Scope(spec.address_space, spec.lan, spec.family)
 
 
+def describe_blocks(blocks: list[Subnet], node: str) -> str:
+    if not blocks:
+        return f'no block of node "{node}" yet'
+    shown = ", ".join(describe_block(b) for b in blocks[:4])
+    more = f" and {len(blocks) - 4} more" if len(blocks) > 4 else ""
+    noun = "block" if len(blocks) == 1 else "blocks"
+    return f'{noun} {shown}{more} of node "{node}"'
+
+
+class BlockPlan:
+    """`HostRanges` from this host's blocks: a pool without an address plan draws from the
+    blocks of its scope inside its span; a pool with a plan keeps its plan (`StaticPlan`).
+
+    `ClusterMode` answers with it from its live blocks; `pymacvlan status` with a stopped
+    daemon's cached blocks (`BlockCache.read`)."""
+
+    def __init__(self, node: str, blocks: Callable[[Scope], list[Subnet]]) -> None:
+        self.node = node
+        self._blocks = blocks
+        self._static = StaticPlan(node)
+
+    def ranges_for(self, spec: PoolSpec) -> HostRangeSet:
+        if spec.plan is not None:
+            return self._static.ranges_for(spec)
+        span = spec.span
+        blocks = [b for b in self._blocks(scope_of(spec)) if b.overlaps(span)]
+        ranges = tuple(
+            AddressRange(span.family, max(b.first, span.first), min(b.last, span.last))
+            for b in blocks
+        )
+        return HostRangeSet(ranges, describe_blocks(blocks, self.node))
+
+
 class ClusterMode:
     """Blocks of this host: claimed in etcd, cached in `state_dir/cluster.sqlite3` (opened through
     `files`, the daemon's state-file policy)."""
@@ -114,7 +147,7 @@ class ClusterMode:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster-cache")
         self._clock = clock
         self._events = events
-        self._static = StaticPlan(node)
+        self._plan = BlockPlan(self.node, self.blocks)
         self._blocks: dict[Scope, dict[Subnet, CachedBlock]] = {}
         self._retiring: set[tuple[Scope, Subnet]] = set()
         self._lock = asyncio.Lock()
@@ -125,6 +158,7 @@ class ClusterMode:
         self._tasks: list[asyncio.Task[None]] = []
         self._reachable: bool | None = None
         self._failed_at = -UNREACHABLE_HOLDOFF  # time.monotonic() of the last failed contact
+        self._unreachable_reason = ""  # why the last failed contact failed
         self._registration_problem: str | None = None
         self._budget = 5 * config.timeout  # one claim or --ip check, lock wait included
 
@@ -137,15 +171,7 @@ class ClusterMode:
         return time.monotonic() - self._failed_at < UNREACHABLE_HOLDOFF
 
     def ranges_for(self, spec: PoolSpec) -> HostRangeSet:
-        if spec.plan is not None:
-            return self._static.ranges_for(spec)
-        span = spec.span
-        blocks = [b for b in self.blocks(scope_of(spec)) if b.overlaps(span)]
-        ranges = tuple(
-            AddressRange(span.family, max(b.first, span.first), min(b.last, span.last))
-            for b in blocks
-        )
-        return HostRangeSet(ranges, self._describe(blocks))
+        return self._plan.ranges_for(spec)
 
     def blocks(self, scope: Scope) -> list[Subnet]:
         """This host's usable blocks in `scope`, in address order."""
@@ -161,13 +187,42 @@ class ClusterMode:
     def describe_etcd(self) -> str:
         return self._kv.describe()
 
+    # --------------------------------------------- what the daemon's health and metrics read
+
+    @property
+    def etcd_reachable(self) -> bool | None:
+        """Whether the last contact with etcd succeeded; None before the first one."""
+        return self._reachable
+
+    @property
+    def etcd_stats(self) -> EtcdStats | None:
+        """What the calls to etcd did (None on a key-value store of the tests' own)."""
+        return self._kv.stats if isinstance(self._kv, EtcdClient) else None
+
+    def problems(self) -> list[str]:
+        """What is wrong with this host's part of the cluster now, one line each: etcd not
+        reachable at the last contact, another live daemon registered under this node name."""
+        found = []
+        if self._reachable is False:
+            found.append(
+                f"etcd unreachable ({self._kv.describe()}): {self._unreachable_reason}; "
+                "allocating inside this host's blocks only"
+            )
+        if self._registration_problem is not None:
+            found.append(self._registration_problem)
+        return found
+
+    def held_blocks(self) -> list[CachedBlock]:
+        """This host's blocks with what it knows of each (for `pymacvlan status`)."""
+        return [
+            cached
+            for scope, blocks in self._blocks.items()
+            for block, cached in sorted(blocks.items())
+            if (scope, block) not in self._retiring
+        ]
+
     def _describe(self, blocks: list[Subnet]) -> str:
-        if not blocks:
-            return f'no block of node "{self.node}" yet'
-        shown = ", ".join(describe_block(b) for b in blocks[:4])
-        more = f" and {len(blocks) - 4} more" if len(blocks) > 4 else ""
-        noun = "block" if len(blocks) == 1 else "blocks"
-        return f'{noun} {shown}{more} of node "{self.node}"'
+        return describe_blocks(blocks, self.node)
 
     def _owns(self, scope: Scope, value: int) -> bool:
         return any(value in b for b in self.blocks(scope))
@@ -499,6 +554,7 @@ class ClusterMode:
 
     def _note_unreachable(self, exc: Exception) -> None:
         self._failed_at = time.monotonic()
+        self._unreachable_reason = str(exc)
         if self._reachable is not False:
             self._reachable = False
             held = sum(len(blocks) for blocks in self._blocks.values())

@@ -32,6 +32,7 @@ import os
 from collections.abc import Callable
 
 from ipam.addresses import Family, format_address, parse_address, parse_subnet
+from ipam.allocator import Allocator
 from ipam.dhcp.books import (
     Books,
     by_subnet,
@@ -160,8 +161,16 @@ class DhcpMode:
 
     # ------------------------------------------------------------- releases
 
-    async def release_address(self, pool_id: str, family: Family, value: int) -> bool:
-        """Release a leased address; False when it is not one (the ordinary path applies)."""
+    async def release_address(
+        self,
+        pool_id: str,
+        family: Family,
+        value: int,
+        check: Callable[[Allocator], None] | None = None,
+    ) -> bool:
+        """Release a leased address; False when it is not one (the ordinary path applies).
+        `check`, when given, runs under the mutation lock before the release and may refuse it
+        by raising (what it raises is raised here, and nothing is released)."""
         books = self._books
         lease = books.allocator().leases.get(pool_id)
         if lease is None or family is not lease.table.subnet.family:
@@ -170,7 +179,14 @@ class DhcpMode:
         if key not in books.allocator().dhcp_leases:
             return False
         place = place_of(lease.record)
-        record = await books.mutate(lambda now: plan_drop(books.allocator(), key))
+
+        def plan(now: float) -> tuple[Change, DhcpLeaseRecord | None]:
+            allocator = books.allocator()
+            if check is not None:
+                check(allocator)
+            return plan_drop(allocator, key)
+
+        record = await books.mutate(plan)
         if record is not None:
             self._keeper.forget(key)
             await books.shielded(self._send_releases(place, (record,)))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ class PluginInfo:
     enabled: bool
     socket_name: str  # config.json's interface.socket
     state_dir: Path | None  # the host side of its state mount
+    env: Mapping[str, str] = field(default_factory=dict)  # its settings (docker plugin set)
 
 
 class Engine:
@@ -40,14 +42,14 @@ class Engine:
         self.timeout = timeout
 
     @classmethod
-    def from_env(cls) -> Engine:
+    def from_env(cls, timeout: float = 10.0) -> Engine:
         """The engine DOCKER_HOST names (unix:// only), else Docker's default socket."""
         host = os.environ.get("DOCKER_HOST", "")
         if host.startswith("unix://"):
-            return cls(Path(host.removeprefix("unix://")))
+            return cls(Path(host.removeprefix("unix://")), timeout)
         if host:
             raise EngineUnavailable(f"DOCKER_HOST={host[:100]}: only unix:// sockets are supported")
-        return cls(DEFAULT_DOCKER_SOCKET)
+        return cls(DEFAULT_DOCKER_SOCKET, timeout)
 
     def get(self, path: str) -> Any:
         """GET `path` of the engine API; the decoded JSON. Raises EngineUnavailable."""
@@ -68,10 +70,14 @@ class Engine:
             if " 404 " in str(exc):
                 return None
             raise
+        # The mount Docker makes is in .Config.Mounts (moby: Plugin.InitSpec); `docker plugin
+        # set` changes it there, and after `docker plugin upgrade` only there is it true
+        # (.Settings.Mounts keeps the source set before; docs/install.md, Upgrade).
         state_dir = next(
             (
                 Path(m["Source"])
-                for m in raw.get("Settings", {}).get("Mounts") or []
+                for part in ("Config", "Settings")
+                for m in raw.get(part, {}).get("Mounts") or []
                 if m.get("Destination") == STATE_MOUNT and m.get("Source")
             ),
             None,
@@ -82,4 +88,9 @@ class Engine:
             enabled=bool(raw.get("Enabled")),
             socket_name=raw.get("Config", {}).get("Interface", {}).get("Socket", ""),
             state_dir=state_dir,
+            env=dict(
+                entry.split("=", 1)
+                for entry in raw.get("Settings", {}).get("Env") or []
+                if isinstance(entry, str) and "=" in entry
+            ),
         )

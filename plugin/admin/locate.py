@@ -2,15 +2,17 @@
 
 In order: the socket and state directory given on the command line (or PYMACVLAN_SOCKET and
 PYMACVLAN_STATE_DIR, as for `serve`); else the managed plugin `--plugin NAME` (default
-pymacvlan) as Docker reports it: its socket under Docker's plugin runtime directory
-(EXEC_ROOT/plugins/ID/SOCKET, EXEC_ROOT from the running dockerd's --exec-root, default
-/run/docker) and its state mount's source; else a daemon run by hand at the default paths.
+pymacvlan) as Docker reports it: its socket in Docker's plugin runtime directory,
+/run/docker/plugins/ID/SOCKET (on Linux that directory is fixed whatever dockerd's --exec-root:
+socket paths must stay under 108 bytes; moby's getPluginExecRoot), and its state mount's source;
+else a daemon run by hand at the default paths.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from plugin import settings
 from plugin.admin.engine import Engine, EngineUnavailable, PluginInfo
 
 DEFAULT_PLUGIN = "pymacvlan"
-DEFAULT_EXEC_ROOTS = (Path("/run/docker"), Path("/var/run/docker"))
+PLUGIN_RUNTIME_DIR = Path("/run/docker/plugins")
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,10 @@ def locate(args: argparse.Namespace, engine: Engine | None = None) -> Target:
     except EngineUnavailable as exc:
         info, problem = None, str(exc)
     if info is not None:
-        found = plugin_socket(info)
+        # A disabled plugin has no socket there: nothing answers, and its state is read. Never
+        # the default socket instead: a daemon run by hand may answer there.
         return Target(
-            found or settings.DEFAULT_SOCKET,
+            plugin_socket(info),
             state_dir or info.state_dir or settings.DEFAULT_STATE_DIR,
             f"managed plugin {info.name} ({'enabled' if info.enabled else 'disabled'})",
             plugin=info,
@@ -78,31 +81,13 @@ def locate(args: argparse.Namespace, engine: Engine | None = None) -> Target:
     )
 
 
-def plugin_socket(info: PluginInfo) -> Path | None:
-    """The managed plugin's socket on the host: Docker's EXEC_ROOT/plugins/ID/SOCKET."""
-    for root in _exec_roots():
-        candidate = root / "plugins" / info.id / info.socket_name
-        if candidate.is_socket():
-            return candidate
-    return None
+def node_name(target: Target) -> str:
+    """The daemon's node name (its address plans and cluster blocks are this node's): the
+    managed plugin's setting, else PYMACVLAN_NODE_NAME, else the host name (as `serve`)."""
+    env = target.plugin.env if target.plugin is not None else os.environ
+    return env.get(settings.ENV_PREFIX + "NODE_NAME") or socket.gethostname()
 
 
-def _exec_roots() -> list[Path]:
-    """The --exec-root of every running dockerd (a plugin id is unique: no wrong match), then
-    Docker's defaults."""
-    roots: list[Path] = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if not argv or not argv[0].endswith(b"dockerd"):
-            continue
-        for i, arg in enumerate(argv):
-            if arg.startswith(b"--exec-root="):
-                roots.append(Path(os.fsdecode(arg.split(b"=", 1)[1])))
-            elif arg == b"--exec-root" and i + 1 < len(argv):
-                roots.append(Path(os.fsdecode(argv[i + 1])))
-    return roots + [r for r in DEFAULT_EXEC_ROOTS if r not in roots]
+def plugin_socket(info: PluginInfo) -> Path:
+    """Where the managed plugin's socket is on the host while it is enabled."""
+    return PLUGIN_RUNTIME_DIR / info.id / info.socket_name

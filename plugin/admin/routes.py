@@ -11,13 +11,21 @@ from aiohttp import web
 
 from plugin import metrics
 from plugin.admin import doctor, gc, health, status
+from plugin.admin.paths import (
+    ADMIN_PREFIX,
+    DOCTOR_PATH,
+    GC_PATH,
+    HEALTH_PATH,
+    METRICS_PATH,
+    STATUS_PATH,
+)
 
-ADMIN_PREFIX = "/pymacvlan/v1"
+__all__ = ["ADMIN_PREFIX", "ADMIN_ROUTES"]
 
 ADMIN_ROUTES: tuple[web.RouteDef, ...] = (
-    web.get(f"{ADMIN_PREFIX}/status", status.handle),
-    web.get(f"{ADMIN_PREFIX}/health", health.handle),
-    web.get(f"{ADMIN_PREFIX}/metrics", metrics.handle),
-    web.post(f"{ADMIN_PREFIX}/doctor", doctor.handle),
-    web.post(f"{ADMIN_PREFIX}/gc", gc.handle),
+    web.get(STATUS_PATH, status.handle),
+    web.get(HEALTH_PATH, health.handle),
+    web.get(METRICS_PATH, metrics.handle),
+    web.post(DOCTOR_PATH, doctor.handle),
+    web.post(GC_PATH, gc.handle),
 )

@@ -19,6 +19,8 @@ import os
 import shutil
 import socket
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,13 @@ import pytest
 
 from plugin.settings import Settings, parse_switch
 from tests.bench.bench_ipam import preload
+from tests.e2e.gc_steps import (
+    gc_engine,
+    gc_json,
+    pool_of,
+    pymacvlan,
+    request_address_behind_dockers_back,
+)
 from tests.e2e.managed import (
     DEFAULT_STATE_SOURCE,
     LAN_PEER,
@@ -38,6 +47,7 @@ from tests.e2e.managed import (
     PluginBuild,
     build_plugin,
     enable_and_time,
+    free_loopback_port,
     make_lan,
     pings,
     plugin_config,
@@ -51,8 +61,10 @@ from tests.e2e.managed import (
 )
 from tests.harness import images, prereq
 from tests.harness.dockerd import Dockerd
+from tests.harness.metrics_text import Scrape
 from tests.harness.netns import NetnsLab
 from tests.harness.paths import WORK, scratch_dir
+from tests.harness.unixhttp import request
 
 # managed_plugin: PYMACVLAN_MANAGED_ENGINES picks the engines (tests/conftest.py).
 pytestmark = [pytest.mark.e2e, pytest.mark.managed_plugin]
@@ -437,3 +449,181 @@ def test_registry_install_upgrade_and_reinstall_keep_the_state(
             assert_holds_exactly(p, "reg")
         finally:
             p.remove()
+
+
+# ----------------------------------------------------------------- stale allocations
+
+
+def test_gc_frees_an_allocation_docker_never_knew_and_keeps_a_running_containers(
+    managed: ManagedPlugin, busybox_image: str, lan: Lan
+) -> None:
+    p = managed
+    if p.dockerd.engine.name != gc_engine():
+        pytest.skip(f"pymacvlan gc does the same on every engine: tested on {gc_engine()}")
+    p.enable()
+    lan_net(p, lan, "gc", "--ip-range", "203.0.113.64/30")
+    run(p, busybox_image, "alive", "gc")
+    alive = p.ip_of("alive", "gc")
+    lost = request_address_behind_dockers_back(p, pool_of(p, LAN_PEER))
+    assert sorted(p.allocations()) == sorted([LAN_PEER, alive, lost])
+    p.fails("run", "--rm", "--network", "gc", "--ip", lost, busybox_image, "true")
+
+    answer = gc_json(p, "--plugin", PLUGIN, "--grace", "0")
+    assert [(a["action"], a["address"]) for a in answer["allocations"]] == [("freed", lost)]
+    assert answer["kept"] == {"gateway": 1, "in_use": 1}
+    assert answer["docker"] is True
+    assert answer["docker_networks"] == ["gc"]
+    assert answer["daemon"] == f"managed plugin {p.name} (enabled)"
+    assert sorted(p.allocations()) == sorted([LAN_PEER, alive])
+    assert f"address={lost}" in next(
+        line for line in p.log().splitlines() if "stale allocation freed" in line
+    )
+    # The running container keeps its address and its LAN; the freed one is Docker's to give.
+    assert p.ip_of("alive", "gc") == alive
+    assert pings(p, "alive", LAN_PEER)
+    run(p, busybox_image, "again", "gc", "--ip", lost)
+    assert pings(p, "again", "alive")
+    assert_holds_exactly(p, "gc")
+
+
+# ----------------------------------------------------------------------------- status
+
+
+def test_status_finds_the_plugin_and_reads_its_state_while_it_is_disabled(
+    managed: ManagedPlugin, busybox_image: str, lan: Lan
+) -> None:
+    """`pymacvlan status` as a user runs it on the host: DOCKER_HOST names the engine, no
+    socket path; Docker tells which plugin, where its socket and state are, and the names."""
+    p = managed
+    if p.dockerd.engine.name != gc_engine():
+        pytest.skip(f"pymacvlan status does the same on every engine: tested on {gc_engine()}")
+    p.enable()
+    lan_net(p, lan, "shown", "--ip-range", "203.0.113.64/30")
+    run(p, busybox_image, "web", "shown")
+    address = p.ip_of("web", "shown")
+    network_id = p.docker("network", "inspect", "-f", "{{.Id}}", "shown").strip()
+
+    def status(*args: str) -> str:
+        result = pymacvlan(p, "status", "--plugin", PLUGIN, *args)
+        assert (result.returncode, result.stderr) == (0, ""), result
+        return result.stdout
+
+    lines = status().splitlines()
+    assert lines[:2] == [
+        f"pymacvlan answers on {p.socket_path}",
+        f"(managed plugin {p.name} (enabled))",
+    ]
+    row = lines[lines.index("ENDPOINTS") + 2].split()
+    assert row[1:4] == ["shown", "web", f"{address}/24"]
+    report = json.loads(status("--json"))
+    assert (report["source"], report["state_dir"]) == ("daemon", str(p.state_dir))
+    assert [(n["id"], n["name"]) for n in report["networks"]] == [(network_id, "shown")]
+
+    # Disabled (-f: the network uses it), the plugin has no socket: its state is read.
+    assert p.disable(force=True).returncode == 0
+    lines = status().splitlines()
+    assert lines[0] == f"the daemon is not running; read from {p.state_dir}"
+    row = lines[lines.index("ENDPOINTS") + 2].split()
+    assert row[1:4] == ["shown", "web", f"{address}/24"]
+    report = json.loads(status("--json", "--network", "shown"))
+    assert report["source"] == "state-dir"
+    assert [e["container"] for e in report["endpoints"]] == ["web"]
+    assert sorted(a["address"] for a in report["allocations"]) == sorted([LAN_PEER, address])
+
+
+# ----------------------------------------------------------------------------- doctor
+
+
+def test_doctor_finds_the_plugin_and_passes_on_the_lab_lan(
+    managed: ManagedPlugin, busybox_image: str, lan: Lan
+) -> None:
+    """`pymacvlan doctor` as a user runs it: DOCKER_HOST names the engine, no socket path; the
+    plugin runs the checks with its own privileges in the host's namespace, its short-lived test
+    link on the LAN's parent included, and leaves no link behind."""
+    p = managed
+    if p.dockerd.engine.name != gc_engine():
+        pytest.skip(f"pymacvlan doctor does the same on every engine: tested on {gc_engine()}")
+    p.enable()
+    lan_net(p, lan, "checked", "--ip-range", "203.0.113.64/30")
+    run(p, busybox_image, "web", "checked")
+    links_before = sorted(os.listdir("/sys/class/net"))
+
+    result = pymacvlan(p, "doctor", "--plugin", PLUGIN, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["where"] == "daemon"
+    assert report["state_dir"] == "/var/lib/pymacvlan"  # as the plugin sees its state mount
+    checks = {(c["name"], c["subject"]): c for c in report["checks"]}
+    child = checks[("child-mac", f"gateway {LAN_PEER} from {lan.parent}")]
+    assert child["verdict"] == "ok", child
+    for name in ("parent-exists", "parent-up", "parent-carrier", "parent-member"):
+        assert checks[(name, f"parent {lan.parent}")]["verdict"] == "ok", name
+    verdicts = {name: c["verdict"] for (name, _), c in checks.items()}
+    assert verdicts["address-claims"] == "ok"  # the running plugin watches the LAN
+    assert verdicts["stores-agree"] == "ok"
+    assert sorted(os.listdir("/sys/class/net")) == links_before
+
+    text = pymacvlan(p, "doctor", "--plugin", PLUGIN, "--network", "checked")
+    assert (text.returncode, text.stderr) == (0, ""), text
+    assert text.stdout.startswith(
+        f"pymacvlan doctor: checks run by the daemon (managed plugin {p.name} (enabled), "
+        f"{p.socket_path})"
+    )
+
+
+# ------------------------------------------------------------------- metrics and health
+
+
+def test_metrics_and_health_on_the_socket_and_on_the_address_set_for_prometheus(
+    managed: ManagedPlugin, busybox_image: str, lan: Lan
+) -> None:
+    """What an operator scrapes: the plugin's socket (under Docker's plugin runtime directory)
+    and the TCP address given with `docker plugin set` (the plugin runs in the host's network
+    namespace: a host loopback address). Both count the calls Docker made for one container."""
+    p = managed
+    port = free_loopback_port()
+    p.set(f"PYMACVLAN_METRICS_LISTEN=127.0.0.1:{port}")
+    p.enable()
+    lan_net(p, lan, "watched", "--ip-range", "203.0.113.64/30")
+    run(p, busybox_image, "watched-a", "watched")
+
+    def over_tcp(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    deadline = time.monotonic() + 10  # announcements go out a second after the join
+    while True:
+        status, text = over_tcp("/metrics")
+        assert status == 200
+        metrics = Scrape(text)
+        if metrics.value("pymacvlan_announcement_frames_total") >= 1:
+            break
+        assert time.monotonic() < deadline, text
+        time.sleep(0.2)
+    calls = "pymacvlan_requests_total"
+    assert metrics.value(calls, method="NetworkDriver.CreateNetwork", outcome="ok") == 1
+    assert metrics.value(calls, method="NetworkDriver.Join", outcome="ok") == 1
+    assert metrics.value("pymacvlan_networks") == 1
+    assert metrics.value("pymacvlan_endpoints") == 1
+    [pool] = [
+        dict(labels)
+        for name, labels in metrics.samples
+        if name == "pymacvlan_pool_size" and dict(labels)["subnet"] == LAN_SUBNET
+    ]
+    assert metrics.value("pymacvlan_pool_size", **pool) == 4  # the --ip-range
+    assert metrics.value("pymacvlan_pool_addresses", **pool, state="used") == 2  # gateway, a
+    assert metrics.value("pymacvlan_pool_addresses", **pool, state="free") == 3
+    assert over_tcp("/health") == (200, '{"status": "ready", "reasons": []}')
+    assert over_tcp("/NetworkDriver.GetCapabilities")[0] == 404
+
+    # The same numbers on the plugin's socket, as root reads them with curl --unix-socket.
+    status, body = request(p.socket_path, "GET", "/pymacvlan/v1/metrics")
+    assert status == 200
+    on_socket = Scrape(body.decode())
+    assert on_socket.value("pymacvlan_endpoints") == 1
+    assert on_socket.value("pymacvlan_pool_addresses", **pool, state="used") == 2
+    status, body = request(p.socket_path, "GET", "/pymacvlan/v1/health")
+    assert (status, json.loads(body)) == (200, {"status": "ready", "reasons": []})

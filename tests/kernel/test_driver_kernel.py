@@ -7,13 +7,16 @@ This VM's kernel has macvlan but no 802.1q, ipvlan or dummy: those cases run in 
 from __future__ import annotations
 
 import subprocess
+import time
 from dataclasses import dataclass
 
 import pytest
 
+from tests.harness.metrics_text import Scrape
 from tests.harness.netns import Netns, NetnsLab
 from tests.harness.plugind import PluginDaemon, PluginDaemons
 from tests.harness.prereq import require_command
+from tests.harness.unixhttp import request
 from tests.kernel.sandbox import create_network, ok, run_container, stop_container
 
 NET = "a1" * 32
@@ -133,6 +136,19 @@ def test_join_announces_the_address_on_the_lan(host: Host) -> None:
         capture.kill()
     assert c1.mac in out, f"no announcement captured; tcpdump said: {err.strip()}"
     assert "192.0.2.10 tell 192.0.2.10" in out
+    # What went on the wire is what the metrics count (one frame per round for one address;
+    # the count follows the send by a moment).
+    deadline = time.monotonic() + 5
+    while (metrics := scrape(host.daemon)).value("pymacvlan_announcement_frames_total") < 1:
+        assert time.monotonic() < deadline, metrics.text
+        time.sleep(0.05)
+    assert metrics.value("pymacvlan_announcement_failures_total") == 0
+
+
+def scrape(daemon: PluginDaemon) -> Scrape:
+    status, body = request(daemon.socket_path, "GET", "/pymacvlan/v1/metrics")
+    assert status == 200
+    return Scrape(body.decode())
 
 
 def test_state_survives_kill_9_and_cleanup_still_works(host: Host) -> None:

@@ -83,6 +83,7 @@ def test_driver_and_ipam_never_import_each_other_nor_the_daemon(
     [
         ("aiohttp", ("plugin/", "ipam/cluster/etcd.py")),
         ("pydantic", ("plugin/",)),
+        ("prometheus_client", ("plugin/",)),
         ("pyroute2", ("driver/netlink/",)),
         (
             "sqlite3",
