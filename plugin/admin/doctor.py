@@ -13,14 +13,11 @@ a parent name no link can have, a gateway that is not an address).
 
 from __future__ import annotations
 
-import functools
-
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from driver.netlink import LinkLayer
-from plugin.admin.narrow import NoSuchNetwork, match_network, narrow
-from plugin.admin.stale import stale_candidates
+from plugin.admin.narrow import NoSuchNetwork
 from plugin.admin.status import live_report
 from plugin.doctor.runner import diagnose
 from plugin.doctor.scene import Host, Inputs, parse_request
@@ -47,13 +44,10 @@ async def handle(request: web.Request) -> web.Response:
         raise MalformedRequest(describe_validation_error("doctor", exc)) from None
     asked = parse_request(wire.parent, wire.network, wire.gateway)
     services, settings = request.app[SERVICES], request.app[SETTINGS]
-    report = live_report(services, settings)
-    if asked.network is not None:
-        try:
-            report = narrow(report, [match_network(report, asked.network)])
-        except NoSuchNetwork as exc:
-            raise MalformedRequest(str(exc)) from None
-    ready = services.loaded and services.load_error is None
+    try:
+        report = await live_report(services, settings, asked.network)
+    except NoSuchNetwork as exc:
+        raise MalformedRequest(str(exc)) from None
     driver = services.driver
     links = driver.links
     host = Host(
@@ -62,12 +56,6 @@ async def handle(request: web.Request) -> web.Response:
         netns=links.netns if isinstance(links, LinkLayer) else None,
         exclusive=driver.exclusively,
     )
-    inputs = Inputs(
-        where="daemon",
-        report=report,
-        host=host,
-        request=asked,
-        stale=functools.partial(stale_candidates, services) if ready else None,
-    )
+    inputs = Inputs(where="daemon", report=report, host=host, request=asked)
     result = await diagnose(inputs)
     return web.json_response(result.model_dump(mode="json"))

@@ -2,9 +2,9 @@
 
 Pure, and used on both sides: the daemon's route (`?network=ID-or-prefix`: it knows networks by
 id only) and the command line (which turns a name into an id through Docker first, and narrows a
-report read offline itself). A network's pools are the pools on its subnets; its allocations,
-LAN conflicts, DHCP leases and cluster blocks are those of these pools and subnets; its claims are
-those of its endpoints' addresses.
+report read offline itself). A network's pools are the pools on its subnets; its allocations
+(stale ones too), LAN conflicts, DHCP leases and cluster blocks are those of these pools and
+subnets; its claims are those of its endpoints' addresses.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def narrow(report: StatusReport, network_ids: Collection[str]) -> StatusReport:
             "owned_links": [link for link in report.owned_links if ids.intersection(link.networks)],
             "pools": pools,
             "allocations": [a for a in report.allocations if a.pool_id in pool_ids],
+            "stale_allocations": [s for s in report.stale_allocations if s.pool_id in pool_ids],
             "cluster": cluster,
             "lan_conflicts": [c for c in report.lan_conflicts if c.subnet in subnets],
             "claims": None

@@ -3,12 +3,16 @@
 One builder for both sources: `Holdings` is the driver's records, the allocator and the rest,
 taken from a running daemon's services (plugin/admin/status.py) or read from a stopped one's
 state directory (plugin/admin/offline.py). Pure: it reads, computes counts and changes nothing.
+
+In two parts, for a daemon whose event loop also answers Docker: `report_without_allocations`
+and `held_addresses` read what changes (quick, on the loop); `finish_report` makes the models of
+every held address and judges which are stale (slow with many addresses: in any thread).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from driver.config import NetworkConfig
@@ -16,12 +20,13 @@ from driver.lan.claims import Claim
 from driver.records import DriverState, EndpointRecord, OwnedLink
 from driver.shim import host_address_of
 from driver.state import links_of
-from ipam.addresses import Family, format_address
+from ipam.addresses import Family, Subnet, format_address
 from ipam.allocator import Allocator, Holding, Lease
 from ipam.cluster.cache import CachedBlock
 from ipam.inventory import automatic_ranges, pool_usage
 from ipam.options import parse_table_key
-from ipam.records import DhcpLeaseRecord
+from ipam.records import AllocationRecord, DhcpLeaseRecord
+from ipam.stale import Outcome, Verdict
 from plugin.admin.report import (
     AllocationStatus,
     ClaimStatus,
@@ -36,10 +41,12 @@ from plugin.admin.report import (
     PoolStatus,
     ShimStatus,
     Source,
+    StaleAllocationStatus,
     StateHealth,
     StatusReport,
     SubnetStatus,
 )
+from plugin.admin.stale import stale_candidates
 
 # A pool's automatic set listed range by range up to this many (exclusions can cut it up).
 MAX_LISTED_RANGES = 32
@@ -74,8 +81,7 @@ class Holdings:
 
 def build_report(held: Holdings) -> StatusReport:
     """The whole report, at once (a state directory read offline, tests)."""
-    rows = held_rows(held.allocator) if held.allocator is not None else []
-    return with_allocations(report_without_allocations(held), rows)
+    return finish_report(report_without_allocations(held), held_addresses(held))
 
 
 def report_without_allocations(held: Holdings) -> StatusReport:
@@ -245,9 +251,10 @@ def _pool(lease: Lease) -> PoolStatus:
     )
 
 
-# A held address: (its subnet, its family, the address, its holders). The holders tuple is
-# replaced, never changed, when the allocator applies a change: a row stays true once taken.
-HeldRow = tuple[str, Family, int, tuple[Holding, ...]]
+# A held address: (its subnet, its family, the address, its holders, its table's key). The
+# holders tuple is replaced, never changed, when the allocator applies a change: a row stays
+# true once taken.
+HeldRow = tuple[str, Family, int, tuple[Holding, ...], str]
 
 
 def held_rows(allocator: Allocator) -> list[HeldRow]:
@@ -256,15 +263,82 @@ def held_rows(allocator: Allocator) -> list[HeldRow]:
     rows: list[HeldRow] = []
     tables = sorted(allocator.tables.values(), key=lambda t: (t.subnet.family, t.subnet.network))
     for table in tables:
-        subnet, family, held = str(table.subnet), table.subnet.family, table.held
-        rows.extend((subnet, family, address, held[address]) for address in sorted(held))
+        subnet, family, held, key = str(table.subnet), table.subnet.family, table.held, table.key
+        rows.extend((subnet, family, address, held[address], key) for address in sorted(held))
     return rows
+
+
+@dataclass(frozen=True)
+class HeldAddresses:
+    """What the report's allocations and stale allocations are made of, taken at one moment:
+    immutable, so `finish_report` may read it in any thread while the daemon goes on."""
+
+    rows: Sequence[HeldRow]
+    # Networks per pool subnet (`Allocator.pool_references`): how the stale judge knows whether
+    # the driver's endpoints are every user of a subnet. None: the state is not known (not
+    # loaded, not readable), so nothing is judged.
+    references: Mapping[Subnet, int] | None
+    driver: DriverState
+    now: float
+
+
+def held_addresses(held: Holdings) -> HeldAddresses:
+    """Take what `finish_report` needs (quick: no text, no models)."""
+    allocator, driver = held.allocator, held.driver or DriverState((), (), ())
+    if allocator is None:
+        return HeldAddresses((), None, driver, held.now)
+    known = held.driver is not None
+    return HeldAddresses(
+        held_rows(allocator), allocator.pool_references() if known else None, driver, held.now
+    )
+
+
+def finish_report(report: StatusReport, addresses: HeldAddresses) -> StatusReport:
+    """`report` with its allocations and its stale allocations (judged without Docker: the
+    daemon never asks it); touches nothing of the daemon (any thread)."""
+    report = with_allocations(report, addresses.rows)
+    return report.model_copy(update={"stale_allocations": _stale(addresses)})
+
+
+def _stale(addresses: HeldAddresses) -> list[StaleAllocationStatus]:
+    if addresses.references is None:
+        return []
+    records = [
+        AllocationRecord(
+            key,
+            format_address(family, address),
+            h.pool_id,
+            h.kind,
+            h.refcount,
+            h.mac,
+            h.endpoint,
+            h.allocated_at,
+        )
+        for _, family, address, holders, key in addresses.rows
+        for h in holders
+    ]
+    judged = stale_candidates(records, addresses.references, addresses.driver, now=addresses.now)
+    return [_stale_status(v) for v in judged]
+
+
+def _stale_status(verdict: Verdict) -> StaleAllocationStatus:
+    allocation = verdict.allocation
+    return StaleAllocationStatus(
+        pool_id=allocation.pool_id,
+        subnet=str(verdict.subnet),
+        address=allocation.address,
+        kind=allocation.kind.value,
+        endpoint=allocation.endpoint,
+        allocated_at=allocation.allocated_at,
+        verdict="stale" if verdict.outcome is Outcome.STALE else "suspect",
+        reason=verdict.reason,
+    )
 
 
 def with_allocations(report: StatusReport, rows: Iterable[HeldRow]) -> StatusReport:
     """`report` with the allocations of `rows`; touches nothing of the daemon (any thread)."""
     found: list[AllocationStatus] = []
-    for subnet, family, address, holders in rows:
+    for subnet, family, address, holders, _ in rows:
         text = format_address(family, address)
         found.extend(
             AllocationStatus(

@@ -13,9 +13,8 @@ The decision itself is `ipam.stale.judge` (pure); this module gathers what it is
   number of pymacvlan networks on it. A network of Docker's own macvlan with
   `--ipam-driver pymacvlan` has endpoints only Docker knows.
 
-`stale_candidates_in` (a state directory read without a daemon) and `stale_candidates_of` (what
-a daemon's status report took on its event loop, judged in a worker thread) are what `status`
-and `doctor` show; `gc` frees the `STALE` ones of `verdicts` (a running daemon).
+`stale_candidates` (without Docker: a running daemon's status report, or a stopped daemon's
+state directory) is what `status` and `doctor` show; `gc` frees the `STALE` ones of `verdicts`.
 """
 
 from __future__ import annotations
@@ -50,33 +49,6 @@ class DockerView:
 
 
 def stale_candidates(
-    services: Services,
-    docker: DockerView | None = None,
-    *,
-    grace: float = DEFAULT_GRACE_SECONDS,
-    docker_problem: str = NOT_ASKED,
-) -> list[Verdict]:
-    """The allocations of a running daemon that are stale (certain) or suspect (perhaps), oldest
-    first. Needs the loaded state (`services.wait_ready()`); reads memory only."""
-    return _candidates(verdicts(services, docker, grace=grace, docker_problem=docker_problem))
-
-
-def stale_candidates_in(
-    allocator: Allocator,
-    driver: DriverState,
-    *,
-    now: float,
-    grace: float = DEFAULT_GRACE_SECONDS,
-    docker_problem: str = NOT_ASKED,
-) -> list[Verdict]:
-    """The same from state read without a daemon (a stopped daemon's state directory): the
-    driver's records are as good a witness there as in memory."""
-    return _candidates(
-        verdicts_of(allocator, driver, None, now=now, grace=grace, docker_problem=docker_problem)
-    )
-
-
-def stale_candidates_of(
     allocations: Iterable[AllocationRecord],
     references: Mapping[Subnet, int],
     driver: DriverState,
@@ -85,8 +57,11 @@ def stale_candidates_of(
     grace: float = DEFAULT_GRACE_SECONDS,
     docker_problem: str = NOT_ASKED,
 ) -> list[Verdict]:
-    """The same from what was taken from an allocator (`allocations` and its
-    `pool_references()`), so that a daemon judges them away from its event loop."""
+    """The allocations that are stale (certain) or suspect (perhaps), oldest first, judged
+    without Docker: `allocations` and `references` (its `pool_references()`) as taken from an
+    allocator, `driver` the driver's records. The same for a running daemon (what its status
+    report took on its event loop, judged in a worker thread) and for a stopped daemon's state
+    directory read offline: the driver's records are as good a witness there as in memory."""
     return _candidates(
         judge_allocations(
             allocations,

@@ -7,7 +7,8 @@ operator asking why nothing works must get an answer, not a 500.
 
 The event loop also answers Docker, so it does only what must be read there: the networks,
 pools and counts, and a quick list of the held addresses. The models of those addresses (a
-daemon may hold 100,000) and the JSON are made in a worker thread.
+daemon may hold 100,000), the judgement of which are stale and the JSON are made in a worker
+thread. `live_report` is that, for this route and for doctor's (plugin/admin/doctor.py).
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ from plugin.admin.narrow import NoSuchNetwork, match_network, narrow
 from plugin.admin.report import StatusReport
 from plugin.admin.reporting import (
     ClusterHoldings,
-    HeldRow,
+    HeldAddresses,
     Holdings,
-    build_report,
-    held_rows,
+    finish_report,
+    held_addresses,
     report_without_allocations,
-    with_allocations,
 )
 from plugin.errors import MalformedRequest
 from plugin.services import SERVICES, SETTINGS, Services
@@ -52,6 +52,8 @@ def live_holdings(services: Services, settings: Settings) -> Holdings:
     cluster = ipam.cluster
     return replace(
         base,
+        # The clock that stamps the allocations (`allocated_at`) measures their age.
+        now=ipam.now(),
         driver=driver.snapshot(),
         allocator=ipam.allocator,
         dhcp_leases=ipam.dhcp_leases(),
@@ -68,33 +70,43 @@ def live_holdings(services: Services, settings: Settings) -> Holdings:
     )
 
 
-def live_report(services: Services, settings: Settings) -> StatusReport:
-    """The whole report of a running daemon, built at once on the calling (event loop) thread."""
-    return build_report(live_holdings(services, settings))
+async def live_report(
+    services: Services, settings: Settings, network: str | None = None
+) -> StatusReport:
+    """The report of a running daemon, narrowed to `network` (an id or the start of one; raises
+    `NoSuchNetwork`) when given: read on the event loop, built in a worker thread."""
+    held = live_holdings(services, settings)
+    report = report_without_allocations(held)
+    addresses = held_addresses(held)
+    if network is not None:
+        # A state not loaded holds no network: nothing to match, an empty report to narrow.
+        found = [match_network(report, network)] if report.health == "ready" else []
+        report = narrow(report, found)
+    return await asyncio.to_thread(_finish, report, addresses)
 
 
 async def handle(request: web.Request) -> web.Response:
-    held = live_holdings(request.app[SERVICES], request.app[SETTINGS])
-    report = report_without_allocations(held)
-    rows: list[HeldRow] = held_rows(held.allocator) if held.allocator is not None else []
-    wanted = request.query.get("network")
-    if wanted is not None and report.health == "ready":
-        try:
-            report = narrow(report, [match_network(report, wanted)])
-        except NoSuchNetwork as exc:
-            raise MalformedRequest(str(exc)) from None
-    elif wanted is not None:
-        report = narrow(report, [])
-    body = await asyncio.to_thread(_finish, report, rows)
+    try:
+        report = await live_report(
+            request.app[SERVICES], request.app[SETTINGS], request.query.get("network")
+        )
+    except NoSuchNetwork as exc:
+        raise MalformedRequest(str(exc)) from None
+    body = await asyncio.to_thread(_json, report)
     return web.Response(body=body, content_type="application/json")
 
 
-def _finish(report: StatusReport, rows: list[HeldRow]) -> bytes:
-    """The report with its allocations (of its pools only, when narrowed), as JSON."""
+def _finish(report: StatusReport, addresses: HeldAddresses) -> StatusReport:
+    """The report with its allocations and stale allocations (of its pools only, when
+    narrowed)."""
     if report.narrowed_to is not None:
         subnets = {p.subnet for p in report.pools}
-        rows = [row for row in rows if row[0] in subnets]
-    report = with_allocations(report, rows)
+        addresses = replace(addresses, rows=[row for row in addresses.rows if row[0] in subnets])
+    report = finish_report(report, addresses)
     if report.narrowed_to is not None:
         report = narrow(report, report.narrowed_to)
+    return report
+
+
+def _json(report: StatusReport) -> bytes:
     return report.model_dump_json().encode()

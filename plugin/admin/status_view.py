@@ -1,9 +1,9 @@
 """`pymacvlan status` for people: the report as aligned tables, readable in 100 columns.
 
 Pure: a report in, text out. Sections: where it was read from, then networks, endpoints and
-pools always, and the rest (allocations, owned links, cluster blocks, LAN conflicts, claims,
-DHCP leases, problems) when they hold something. Ids are shortened to 12 characters as Docker
-shows them; `--json` has them whole.
+pools always, and the rest (allocations, stale allocations, owned links, cluster blocks, LAN
+conflicts, claims, DHCP leases, problems) when they hold something. Ids are shortened to 12
+characters as Docker shows them; `--json` has them whole.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ NOT_IN_DOCKER = "not in Docker"  # Docker was asked and has no such network
 MAX_CELL = 40  # free text (names, descriptions) is cut beyond this in a table
 WIDTH = 100  # notes under a table are wrapped to this
 GAP = "  "
+# The daemon judges stale allocations without Docker (it never asks it): what is certain then
+# is listed, what only Docker could settle is counted (docs/ipam.md, "Stale allocations").
+STALE_TITLE = "STALE ALLOCATIONS (certain without Docker)"
+GC_HINT = "free them with `pymacvlan gc` (add --dry-run to see first)"
 
 
 def render(report: StatusReport, *, origin: str, now: float) -> str:
@@ -36,6 +40,7 @@ def render(report: StatusReport, *, origin: str, now: float) -> str:
         ("ENDPOINTS", _endpoints(report, networks)),
         ("POOLS", _pools(report.pools)),
         ("ALLOCATIONS", _allocations(report, now)),
+        (STALE_TITLE, _stale(report, now)),
         ("OWNED LINKS", _owned_links(report)),
         ("CLUSTER BLOCKS", _cluster(report, now)),
         ("FOUND IN USE ON THE LAN (probing)", _lan_conflicts(report, now)),
@@ -157,6 +162,24 @@ def _allocations(report: StatusReport, now: float) -> list[str]:
         for a in report.allocations
     ]
     return table(["ADDRESS", "KIND", "ENDPOINT NAME", "MAC", "HELD FOR"], rows)
+
+
+def _stale(report: StatusReport, now: float) -> list[str]:
+    if not report.stale_allocations:
+        return []
+    rows = [
+        [s.address, s.subnet, s.kind, _cut(s.endpoint or "-"), _age(now, s.allocated_at)]
+        for s in report.stale_allocations
+        if s.verdict == "stale"
+    ]
+    lines = table(["ADDRESS", "SUBNET", "KIND", "ENDPOINT NAME", "HELD FOR"], rows)
+    suspect = [s for s in report.stale_allocations if s.verdict == "suspect"]
+    if suspect:
+        lines += note(
+            f"{len(suspect)} suspect (perhaps stale, not certain without Docker): "
+            f"{suspect[0].reason}"
+        )
+    return [*lines, GC_HINT]
 
 
 def _owned_links(report: StatusReport) -> list[str]:

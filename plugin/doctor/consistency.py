@@ -5,8 +5,9 @@
   is there with its mark, and no link with its mark lacks a record;
 * `endpoint-links`: no endpoint link is left in the host's namespace without an endpoint (links
   of running containers are in the containers' namespaces, out of sight);
-* `stale-allocations`: no address is held for an endpoint that no longer exists (the judge of
-  plugin/admin/stale.py, which `pymacvlan gc` frees by);
+* `stale-allocations`: no address is held for an endpoint that no longer exists (the report's
+  `stale_allocations`: the judge of plugin/admin/stale.py, which `pymacvlan gc` frees by, run
+  without Docker on the daemon's memory or on the state directory read in-process);
 * `stores-agree`: every endpoint's address is held by the IPAM (the comparison the daemon logs at
   start-up, plugin/state_check.py).
 """
@@ -25,7 +26,6 @@ from driver.names import (
     is_owned,
 )
 from ipam.sqlite_store import SqliteStore
-from ipam.stale import Outcome
 from plugin.doctor.model import Check
 from plugin.doctor.scene import Scene
 from plugin.state_check import unheld_endpoint_addresses
@@ -209,19 +209,9 @@ def stale_allocations_check(scene: Scene) -> Check:
     subject = "allocations"
     if (skipped := _not_loaded(scene, "stale-allocations", subject)) is not None:
         return skipped
-    judge = scene.inputs.stale
-    if judge is None:
-        return Check(
-            name="stale-allocations",
-            subject=subject,
-            verdict="skipped",
-            found="judged by a running daemon only (it knows its endpoints for sure)",
-        )
-    verdicts = judge()
-    subnets = {p.subnet for p in scene.report.pools}
-    mine = [v for v in verdicts if scene.report.narrowed_to is None or str(v.subnet) in subnets]
-    stale = [v for v in mine if v.outcome is Outcome.STALE]
-    suspect = [v for v in mine if v.outcome is Outcome.SUSPECT]
+    report = scene.report  # judged without Docker, narrowed with the report
+    stale = [s for s in report.stale_allocations if s.verdict == "stale"]
+    suspect = [s for s in report.stale_allocations if s.verdict == "suspect"]
     also = f"; {len(suspect)} more may be ({suspect[0].reason})" if suspect else ""
     if not stale:
         return Check(
@@ -231,10 +221,11 @@ def stale_allocations_check(scene: Scene) -> Check:
             found=f"no allocation is certainly stale{also}",
         )
     listed = [
-        f"{v.allocation.address} of {v.subnet} ({v.allocation.kind}, {v.age / 60:.0f} min "
-        f"old): {v.reason}"
-        for v in stale
+        f"{s.address} of {s.subnet} ({s.kind}, {(report.generated_at - s.allocated_at) / 60:.0f} "
+        f"min old): {s.reason}"
+        for s in stale
     ]
+    gc = "pymacvlan gc frees them (it asks Docker first)"
     return Check(
         name="stale-allocations",
         subject=subject,
@@ -242,7 +233,8 @@ def stale_allocations_check(scene: Scene) -> Check:
         found=f"{len(stale)} address(es) held for endpoints that no longer exist: "
         + _listed(listed)
         + also,
-        todo="pymacvlan gc frees them (it asks Docker first)",
+        # gc asks the running daemon to free them: it never writes a state file itself.
+        todo=gc if report.source == "daemon" else f"start the daemon, then {gc}",
     )
 
 

@@ -1,8 +1,9 @@
 """The checks run by the command line itself, when no daemon answers.
 
 In this process's network namespace, with its privileges (root: the test link, raw frames), the
-state read read-only from the state directory (plugin/admin/offline.py). A stopped daemon has no
-claims and no judge of stale allocations: those checks say skipped.
+state read read-only from the state directory (plugin/admin/offline.py), stale allocations judged
+on it as a running daemon judges its own. A stopped daemon has seen no claims: that check says
+skipped.
 """
 
 from __future__ import annotations

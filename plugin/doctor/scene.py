@@ -17,7 +17,6 @@ from driver.diagnose.kernel_modules import KernelFiles
 from driver.errors import InvalidOption, shown
 from driver.linkinfo import LinkInfo, check_link_name
 from driver.links import Links
-from ipam.stale import Verdict as StaleVerdict
 from plugin.admin.report import EndpointStatus, NetworkStatus, StatusReport
 from plugin.doctor.model import Where
 
@@ -84,9 +83,6 @@ class Inputs:
     report: StatusReport  # narrowed to `request.network` when one was given
     host: Host
     request: Request = Request()
-    # Judges the allocations (plugin/admin/stale.py) in a running daemon; None: not judged here.
-    # Called by its check, so that a failure is that check's problem.
-    stale: Callable[[], Sequence[StaleVerdict]] | None = None
     # Why the state could not be read at all (in-process), instead of a report.
     state_problem: str | None = None
 

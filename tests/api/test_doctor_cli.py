@@ -157,11 +157,21 @@ async def test_in_process_a_stale_allocation_is_judged_from_the_state_directory(
     pool = await daemon.client.ok(
         "IpamDriver.RequestPool", {"AddressSpace": "local", "Pool": "192.0.2.0/24", "Options": {}}
     )
+    gateway = {"RequestAddressType": "com.docker.network.gateway"}
+    await daemon.client.ok(
+        "IpamDriver.RequestAddress",
+        {"PoolID": pool["PoolID"], "Address": "192.0.2.1", "Options": gateway},
+    )
     answer = await daemon.client.ok(
         "IpamDriver.RequestAddress", {"PoolID": pool["PoolID"], "Address": "", "Options": {}}
     )
     lost = str(answer["Address"]).split("/")[0]  # its endpoint never came (dockerd crashed)
-    argv = ["--socket", str(tmp_path / "absent.sock"), "--state-dir", str(daemon.settings.state_dir)]
+    argv = [
+        "--socket",
+        str(tmp_path / "absent.sock"),
+        "--state-dir",
+        str(daemon.settings.state_dir),
+    ]
 
     await doctor(capsys, *argv, "--json")
     report: dict[str, Any] = json.loads(printed(capsys)[0])

@@ -3,6 +3,7 @@ records and an allocator, made here by hand, with no daemon and no disk."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from pathlib import Path
 from typing import cast
@@ -191,7 +192,7 @@ class Loading:
 
 def test_a_daemon_still_loading_says_so_at_once() -> None:
     settings = Settings(socket=Path("/run/x.sock"), state_dir=Path("/s"), node_name="node1")
-    report = live_report(cast(Services, Loading()), settings)
+    report = asyncio.run(live_report(cast(Services, Loading()), settings))
     assert (report.source, report.health, report.node_name) == ("daemon", "loading", "node1")
     assert report.problems == ["the daemon is still loading its state"]
     assert report.networks == []
