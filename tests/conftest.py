@@ -88,16 +88,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def _deselect_managed_plugin_engines(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``PYMACVLAN_MANAGED_ENGINES=a,b``: run the managed-plugin tests (marked
-    ``managed_plugin``, minutes per engine) only on those of the selected engines."""
+    ``managed_plugin``, minutes per engine) only on those of the selected engines; those also
+    marked ``one_engine`` only on the first of them."""
     raw = os.environ.get("PYMACVLAN_MANAGED_ENGINES", "")
-    if not raw:
-        return
-    wanted = {name.strip() for name in raw.split(",")}
+    wanted = {name.strip() for name in raw.split(",") if name.strip()}
+    # ``one_engine``: a command that does the same on every engine runs on the first one.
+    first = next((n for n in engines.engine_names_from_env() if not wanted or n in wanted), None)
     keep, drop = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         engine = callspec.params.get("dockerd_session") if callspec else None
-        if item.get_closest_marker("managed_plugin") and engine and engine not in wanted:
+        if not item.get_closest_marker("managed_plugin") or not engine:
+            keep.append(item)
+        elif (wanted and engine not in wanted) or (
+            item.get_closest_marker("one_engine") and engine != first
+        ):
             drop.append(item)
         else:
             keep.append(item)

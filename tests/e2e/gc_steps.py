@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -15,20 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.managed import ManagedPlugin
-from tests.harness import dockerd as engines
 from tests.harness.proc import HarnessError
 from tests.harness.unixhttp import request
 
 DOCKER_ACCEPT = "application/vnd.docker.plugins.v1.2+json"
-
-
-def gc_engine() -> str:
-    """The one engine the gc test runs on (gc does the same on each): the first selected one
-    that also runs the managed-plugin tests (PYMACVLAN_MANAGED_ENGINES)."""
-    names = engines.engine_names_from_env()
-    raw = os.environ.get("PYMACVLAN_MANAGED_ENGINES", "")
-    managed = {n.strip() for n in raw.split(",") if n.strip()}
-    return next((n for n in names if not managed or n in managed), names[0])
 
 
 def pool_of(p: ManagedPlugin, address: str) -> str:
