@@ -92,6 +92,13 @@ class ClusterUnavailable(ClusterError):
     on; what needs the cluster (a new block, an --ip outside them) fails with this."""
 
 
+class EtcdAccessDenied(ClusterUnavailable):
+    """Cluster mode: etcd refuses this host: its certificate is not trusted (or this host does
+    not trust etcd's), or the user name or password is wrong, or the user may not use the key
+    prefix. Like `ClusterUnavailable`, allocation inside this host's blocks goes on and what
+    needs the cluster fails, with this message, until the settings are fixed."""
+
+
 class DhcpFailed(IpamError):
     """DHCP mode: the LAN's DHCP server could not be asked, did not answer, or refused a lease
     the plugin asked for on its own (an automatic address); nothing is held."""

@@ -1,8 +1,9 @@
 """``pymacvlan cluster status | reclaim``: look at and repair cluster mode's blocks in etcd.
 
 These commands talk to etcd directly (the same ``--etcd-*`` flags and ``PYMACVLAN_ETCD_*``
-variables as the daemon), not to a daemon, so they work from any host and about hosts that are
-gone. What they read and do is ``ipam.cluster.admin``; this module only parses and prints.
+variables as the daemon, TLS and etcd user included), not to a daemon, so they work from any
+host and about hosts that are gone. What they read and do is ``ipam.cluster.admin``; this
+module only parses and prints.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ipam.cluster.config import ClusterConfig
-from ipam.errors import ClusterUnavailable, IpamError
+from ipam.errors import ClusterUnavailable, EtcdAccessDenied, IpamError
 from plugin import settings
 
 if TYPE_CHECKING:  # imported when a command runs: `pymacvlan --help` stays fast
@@ -51,7 +52,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = settings.cluster_config(args.etcd_endpoints, args.etcd_prefix, args.etcd_timeout)
+        config = settings.cluster_config(
+            args.etcd_endpoints,
+            args.etcd_prefix,
+            args.etcd_timeout,
+            security=settings.EtcdSecurity.of(args),
+        )
     except settings.SettingsError as exc:
         print(f"pymacvlan: {exc}", file=sys.stderr)
         return 2
@@ -63,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         return asyncio.run(_run(args, config))
+    except EtcdAccessDenied as exc:
+        print(f"pymacvlan: {exc}", file=sys.stderr)
+        return 1
     except ClusterUnavailable as exc:
         print(
             f"pymacvlan: the etcd cluster ({config.describe()}) cannot be reached: {exc}",
@@ -79,7 +88,7 @@ async def _run(args: argparse.Namespace, config: ClusterConfig) -> int:
     from ipam.cluster.etcd import EtcdClient
     from ipam.cluster.layout import Layout
 
-    kv = EtcdClient(config.endpoints, config.timeout)
+    kv = EtcdClient.for_config(config)
     layout = Layout(config.prefix)
     try:
         if args.cluster_command == "status":

@@ -13,7 +13,8 @@ import os
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 
 from ipam.cluster.config import (
@@ -69,6 +70,14 @@ class Settings:
     etcd_prefix: str = DEFAULT_PREFIX
     etcd_timeout: float = DEFAULT_TIMEOUT
     cluster_sweep_seconds: float = DEFAULT_SWEEP_SECONDS
+    # Securing etcd (docs/cluster.md, "Securing etcd"): files read once at start-up.
+    etcd_ca: str = ""
+    etcd_cert: str = ""
+    etcd_key: str = ""
+    etcd_user: str = ""
+    # From PYMACVLAN_ETCD_PASSWORD only (no flag: `ps` would show it); never in repr().
+    etcd_password: str = field(default="", repr=False)
+    etcd_password_file: str = ""
     # HOST:PORT where Prometheus scrapes /metrics and /health over TCP; empty: no listener (both
     # are on the plugin socket anyway, under /pymacvlan/v1/).
     metrics_listen: str = ""
@@ -108,11 +117,35 @@ class Settings:
         """(host, port) of the metrics listener; None when it is off."""
         return parse_listen_address(self.metrics_listen) if self.metrics_listen else None
 
-    @property
+    @cached_property
     def cluster(self) -> ClusterConfig | None:
-        """Cluster mode's configuration; None when no etcd endpoints are set (mode off)."""
+        """Cluster mode's configuration; None when no etcd endpoints are set (mode off).
+        Computed once: it reads the TLS and password files."""
         return cluster_config(
-            self.etcd_endpoints, self.etcd_prefix, self.etcd_timeout, self.cluster_sweep_seconds
+            self.etcd_endpoints,
+            self.etcd_prefix,
+            self.etcd_timeout,
+            self.cluster_sweep_seconds,
+            security=EtcdSecurity.of(self),
+        )
+
+
+@dataclass(frozen=True)
+class EtcdSecurity:
+    """The settings that secure the traffic with etcd (as `add_etcd_arguments` reads them)."""
+
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    user: str = ""
+    password: str = field(default="", repr=False)
+    password_file: str = ""
+
+    @classmethod
+    def of(cls, values: object) -> EtcdSecurity:
+        """From `Settings` or parsed arguments: their `etcd_*` attributes."""
+        return cls(
+            **{f.name: str(getattr(values, "etcd_" + f.name, "") or "") for f in fields(cls)}
         )
 
 
@@ -121,10 +154,22 @@ def cluster_config(
     prefix: str = DEFAULT_PREFIX,
     timeout: float = DEFAULT_TIMEOUT,
     sweep_seconds: float = DEFAULT_SWEEP_SECONDS,
+    *,
+    security: EtcdSecurity | None = None,
 ) -> ClusterConfig | None:
+    sec = security or EtcdSecurity()
     try:
         return ClusterConfig.parse(
-            endpoints, prefix=prefix, timeout=timeout, sweep_seconds=sweep_seconds
+            endpoints,
+            prefix=prefix,
+            timeout=timeout,
+            sweep_seconds=sweep_seconds,
+            ca=sec.ca,
+            cert=sec.cert,
+            key=sec.key,
+            user=sec.user,
+            password=sec.password,
+            password_file=sec.password_file,
         )
     except IpamError as exc:
         raise SettingsError(str(exc)) from None
@@ -296,6 +341,40 @@ def add_etcd_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds one etcd request may take; a cluster call gives up after three times "
         f"that, default {DEFAULT_TIMEOUT:g} (PYMACVLAN_ETCD_TIMEOUT)",
     )
+    group.add_argument(
+        "--etcd-ca",
+        default=default("etcd_ca"),
+        metavar="FILE",
+        help="https:// endpoints: PEM bundle of the CA(s) that sign etcd's certificates; "
+        "default: the system's CAs (PYMACVLAN_ETCD_CA)",
+    )
+    group.add_argument(
+        "--etcd-cert",
+        default=default("etcd_cert"),
+        metavar="FILE",
+        help="https:// endpoints: this host's PEM client certificate, for etcd's "
+        "--client-cert-auth (PYMACVLAN_ETCD_CERT)",
+    )
+    group.add_argument(
+        "--etcd-key",
+        default=default("etcd_key"),
+        metavar="FILE",
+        help="the client certificate's unencrypted PEM private key (PYMACVLAN_ETCD_KEY)",
+    )
+    group.add_argument(
+        "--etcd-user",
+        default=default("etcd_user"),
+        help="etcd user to authenticate as; its password comes from the environment "
+        "variable PYMACVLAN_ETCD_PASSWORD or from --etcd-password-file (PYMACVLAN_ETCD_USER)",
+    )
+    group.add_argument(
+        "--etcd-password-file",
+        default=default("etcd_password_file"),
+        metavar="FILE",
+        help="file whose first line is the etcd user's password (PYMACVLAN_ETCD_PASSWORD_FILE)",
+    )
+    # The password itself has no flag: a command line is visible to every user (ps).
+    parser.set_defaults(etcd_password=default("etcd_password"))
 
 
 def from_arguments(args: argparse.Namespace) -> Settings:

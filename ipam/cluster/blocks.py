@@ -54,6 +54,16 @@ def free_blocks(span: Subnet, prefixlen: int, taken: IntervalSet, start: int) ->
     yield from _walk(span, prefixlen, size, taken, span.first, first - 1)
 
 
+def free_blocks_between(
+    span: Subnet, prefixlen: int, taken: IntervalSet, lo: int, hi: int
+) -> Iterator[Subnet]:
+    """The /prefixlen blocks of `span` that lie wholly inside `[lo, hi]` and overlap nothing in
+    `taken`, in address order (the part of the span a search has read so far)."""
+    size = 1 << (span.family.bits - prefixlen)
+    first = max(span.first, -(-lo // size) * size)
+    yield from _walk(span, prefixlen, size, taken, first, min(hi, span.last))
+
+
 def _walk(
     span: Subnet, prefixlen: int, size: int, taken: IntervalSet, lo: int, hi: int
 ) -> Iterator[Subnet]:

@@ -4,6 +4,8 @@
         -> {"node": "node1", "instance": "5f0c...", "pool": "198.18.0.0/20", "claimed_at": 1.7e9}
     <prefix>/v1/nodes/<node>        (attached to an etcd lease the node's daemon keeps alive)
         -> {"node": "node1", "instance": "5f0c...", "started_at": 1.7e9}
+    <prefix>/v1/owners/<instance>/<address space>/<lan>/<ipv4|ipv6>/<first address>/<prefixlen>
+        -> ""   (the owner index: one key per block, written and deleted with it)
 
 Rules:
 
@@ -18,6 +20,10 @@ Rules:
 * A block belongs to a node *instance*: the node name is for people, the instance (random, kept
   in the host's state directory) tells two daemons apart that were given the same node name,
   such as cloned machines, or a host whose state directory was reset.
+* The owner index lists an instance's blocks under one prefix, so that a host reads its own
+  blocks with one small range read, whatever the size of the cluster (Calico keeps per-host
+  affinity keys for the same reason). It is an index, not the truth: the block key says who
+  owns a block, and an index key whose block is gone or another's is stale.
 """
 
 from __future__ import annotations
@@ -163,19 +169,7 @@ class Layout:
         prefix are ignored, never misread)."""
         if not key.startswith(self.blocks_prefix):
             return None
-        parts = key[len(self.blocks_prefix) :].split("/")
-        if len(parts) != 5 or parts[2] not in _DIR_FAMILY:
-            return None
-        space, lan, family_dir, first_text, length_text = parts
-        family = _DIR_FAMILY[family_dir]
-        try:
-            first = unpadded(family, first_text)
-            prefixlen = int(length_text)
-        except ValueError:
-            return None
-        if not 0 <= prefixlen <= family.bits or first & ((1 << (family.bits - prefixlen)) - 1):
-            return None
-        return Scope(space, lan, family), Subnet(family, first, prefixlen)
+        return _parse_block_path(key[len(self.blocks_prefix) :])
 
     def starting_within(self, scope: Scope, first: int, last: int) -> tuple[str, str]:
         """The key range `[key, range_end)` of every block that starts in `[first, last]`."""
@@ -192,6 +186,22 @@ class Layout:
         # "<padded value>/<len>" keys sort before "<padded value>0" ('/' < '0').
         return base, base + padded(scope.family, value) + "0"
 
+    # ------------------------------------------------------------ owner index
+
+    def owner_prefix(self, instance: str) -> str:
+        """Every owner-index key of one node instance."""
+        return f"{self.root}owners/{instance}/"
+
+    def owner_key(self, instance: str, scope: Scope, block: Subnet) -> str:
+        return self.owner_prefix(instance) + self.block_key(scope, block)[len(self.blocks_prefix) :]
+
+    def parse_owner_key(self, instance: str, key: str) -> tuple[Scope, Subnet] | None:
+        """The scope and block an owner-index key of `instance` names; None for anything else."""
+        prefix = self.owner_prefix(instance)
+        if not key.startswith(prefix):
+            return None
+        return _parse_block_path(key[len(prefix) :])
+
     # ------------------------------------------------------------------ nodes
 
     @property
@@ -200,6 +210,23 @@ class Layout:
 
     def node_key(self, node: str) -> str:
         return f"{self.nodes_prefix}{node}"
+
+
+def _parse_block_path(path: str) -> tuple[Scope, Subnet] | None:
+    """`<address space>/<lan>/<family dir>/<padded first>/<prefixlen>`, checked."""
+    parts = path.split("/")
+    if len(parts) != 5 or parts[2] not in _DIR_FAMILY:
+        return None
+    space, lan, family_dir, first_text, length_text = parts
+    family = _DIR_FAMILY[family_dir]
+    try:
+        first = unpadded(family, first_text)
+        prefixlen = int(length_text)
+    except ValueError:
+        return None
+    if not 0 <= prefixlen <= family.bits or first & ((1 << (family.bits - prefixlen)) - 1):
+        return None
+    return Scope(space, lan, family), Subnet(family, first, prefixlen)
 
 
 def describe_block(block: Subnet) -> str:

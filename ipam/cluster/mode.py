@@ -29,16 +29,25 @@ Rules:
 * **Reconciling**: the same sweep adopts blocks etcd records under this host's instance that the
   cache lacks, claims again cached blocks that vanished from etcd (an operator reclaimed them
   while this host was away: its containers may still use them), and drops cached blocks another
-  host owns now, loudly.
+  host owns now, loudly. It reads only this host's part of etcd (its owner index, and the keys
+  inside its own blocks), never the whole LAN: what a sweep costs does not grow with the number
+  of hosts (docs/performance.md, "Cluster mode at scale").
+* **Adopting on claims** only when it can help: a claim looks for blocks of its own it does not
+  know (one read of the owner index) at start and after a claim or `--ip` check whose outcome
+  is unknown (etcd did not answer in time: it may have applied the claim).
 * **Registration**: a live daemon keeps its node key on an etcd lease (renewed every third of its
   TTL), revoked when it stops cleanly; `pymacvlan cluster reclaim` refuses a registered node.
+* **Refused by etcd** (`EtcdAccessDenied`: a certificate either side does not trust, a wrong
+  password) is handled as etcd down (allocation inside this host's blocks goes on, nothing
+  falls back to a plan without the cluster) but said as what it is: logged once, as an error,
+  and named in `problems()` and in what fails, since waiting does not fix it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -60,6 +69,7 @@ from ipam.errors import (
     AddressOwnedElsewhere,
     ClusterError,
     ClusterUnavailable,
+    EtcdAccessDenied,
     IpamError,
     NoAvailableAddresses,
     StoreError,
@@ -77,6 +87,9 @@ UNREACHABLE_HOLDOFF = 5.0
 
 # Blocks given back per sweep round, so that one round never holds the cluster lock for long.
 RELEASES_PER_SWEEP = 16
+
+# Nodes named in "no free block is left" (the ones holding the most blocks of the subnet).
+HOLDERS_SHOWN = 8
 
 # (level, event, fields): how cluster mode reports what it does in the background; the daemon
 # sends it to its log. ipam/ itself does not log.
@@ -98,6 +111,18 @@ def describe_blocks(blocks: list[Subnet], node: str) -> str:
     more = f" and {len(blocks) - 4} more" if len(blocks) > 4 else ""
     noun = "block" if len(blocks) == 1 else "blocks"
     return f'{noun} {shown}{more} of node "{node}"'
+
+
+def describe_holders(per_node: Mapping[str, int]) -> str:
+    """Who holds the blocks of a full subnet, for its error message: every node when they are
+    few, else the `HOLDERS_SHOWN` holding the most (a subnet shared by 500 hosts must not make
+    an error message of 500 names)."""
+    if len(per_node) <= HOLDERS_SHOWN:
+        return ", ".join(f"{node} {count}" for node, count in sorted(per_node.items()))
+    biggest = sorted(per_node.items(), key=lambda item: (-item[1], item[0]))[:HOLDERS_SHOWN]
+    shown = ", ".join(f"{node} {count}" for node, count in biggest)
+    more = len(per_node) - HOLDERS_SHOWN
+    return f"{shown} and {more} more nodes; `pymacvlan cluster status` lists them"
 
 
 class BlockPlan:
@@ -141,7 +166,7 @@ class ClusterMode:
     ) -> None:
         self.config = config
         self.node = check_node_name(node)
-        self._kv: KeyValue = kv if kv is not None else EtcdClient(config.endpoints, config.timeout)
+        self._kv: KeyValue = kv if kv is not None else EtcdClient.for_config(config)
         self._layout = Layout(config.prefix)
         self._cache = BlockCache(Path(state_dir) / BlockCache.FILE_NAME, files)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cluster-cache")
@@ -159,8 +184,13 @@ class ClusterMode:
         self._reachable: bool | None = None
         self._failed_at = -UNREACHABLE_HOLDOFF  # time.monotonic() of the last failed contact
         self._unreachable_reason = ""  # why the last failed contact failed
+        # Set while etcd refuses this host (certificates, password): the refusal, logged once.
+        self._denied: str | None = None
         self._registration_problem: str | None = None
         self._budget = 5 * config.timeout  # one claim or --ip check, lock wait included
+        # A claim may be recorded in etcd that this host does not know (start; a claim that
+        # timed out): the next claim looks for one first. The sweep settles it too.
+        self._unsure = True
 
     # ------------------------------------------------------------ HostRanges
 
@@ -204,8 +234,9 @@ class ClusterMode:
         reachable at the last contact, another live daemon registered under this node name."""
         found = []
         if self._reachable is False:
+            what = "etcd access denied" if self._denied is not None else "etcd unreachable"
             found.append(
-                f"etcd unreachable ({self._kv.describe()}): {self._unreachable_reason}; "
+                f"{what} ({self._kv.describe()}): {self._unreachable_reason}; "
                 "allocating inside this host's blocks only"
             )
         if self._registration_problem is not None:
@@ -291,13 +322,21 @@ class ClusterMode:
                     pool=str(spec.subnet),
                     known=self._blocks.get(scope, {}).keys(),
                     usable=lambda block: usable(block.as_range()),
+                    adopt=self._unsure,
                 )
+                self._unsure = False
                 self._note_reachable()
                 if result.block is None:
                     raise NoAvailableAddresses(self._no_free_block(spec, result.listing))
                 await self._remember([result.block])
         except (ClusterUnavailable, TimeoutError) as exc:
             reason = self._unavailable_reason(exc)
+            if isinstance(exc, EtcdAccessDenied):
+                raise EtcdAccessDenied(
+                    f"no available addresses in this host's blocks of {spec.span} and this "
+                    f"host may not use the etcd cluster ({self._kv.describe()}) to claim "
+                    f"another block: {reason}"
+                ) from None
             raise ClusterUnavailable(
                 f"no available addresses in this host's blocks of {spec.span} and the etcd "
                 f"cluster ({self._kv.describe()}) cannot be reached to claim another block: "
@@ -311,6 +350,7 @@ class ClusterMode:
         await self._refresh()
 
     def _unavailable_reason(self, exc: Exception) -> str:
+        self._unsure = True  # the claim may have been applied without this host hearing of it
         if isinstance(exc, TimeoutError):
             exc = ClusterUnavailable(f"no answer within {self._budget:g} s")
         self._note_unreachable(exc)
@@ -331,10 +371,13 @@ class ClusterMode:
         except (ClusterUnavailable, TimeoutError) as exc:
             reason = self._unavailable_reason(exc)
             mine = self._describe(self.blocks(scope))
-            raise ClusterUnavailable(
-                f"cannot check whether {text} is free on the other hosts: the etcd cluster "
-                f"({self._kv.describe()}) cannot be reached: {reason}; ask for an address in "
-                f"this host's blocks ({mine}) or for none until etcd is back"
+            denied = isinstance(exc, EtcdAccessDenied)
+            cluster = f"the etcd cluster ({self._kv.describe()})"
+            raise (EtcdAccessDenied if denied else ClusterUnavailable)(
+                f"cannot check whether {text} is free on the other hosts: "
+                + (f"this host may not use {cluster}" if denied else f"{cluster} cannot be reached")
+                + f": {reason}; ask for an address in this host's blocks ({mine}) or for none "
+                + ("until the etcd settings are fixed" if denied else "until etcd is back")
             ) from None
         await self._refresh()
 
@@ -372,10 +415,10 @@ class ClusterMode:
         span = spec.span
         in_span = [c for c in listing if c.block.overlaps(span)]
         per_node = Counter(c.owner.node for c in in_span)
-        holders = ", ".join(f"{node} {count}" for node, count in sorted(per_node.items()))
+        holders = describe_holders(per_node)
         blocks = self.blocks(scope_of(spec))
         mine = (
-            f"this host's {self._describe(blocks)} are full"
+            f"this host's {self._describe(blocks)} {'is' if len(blocks) == 1 else 'are'} full"
             if blocks
             else ("this host has no block")
         )
@@ -393,18 +436,24 @@ class ClusterMode:
         Raises `ClusterUnavailable` when etcd cannot be reached (nothing is changed then)."""
         claims = self._require()
         async with self._lock:
-            listing = await claims.list_all()
-            if await self._reconcile(claims, listing):
+            if await self._reconcile(claims):
                 await self._refresh()
+            self._unsure = False
             await self._give_back(claims)
 
-    async def _reconcile(self, claims: BlockClaims, listing: list[ClaimedBlock]) -> bool:
+    async def _reconcile(self, claims: BlockClaims) -> bool:
         changed = False
-        adopt = [
-            c
-            for c in listing
-            if claims.mine(c.owner) and c.block not in self._blocks.get(c.scope, {})
-        ]
+        # Blocks the owner index says are this instance's and the cache lacks: adopt the ones
+        # whose block key agrees; the others are stale index keys.
+        adopt = []
+        for indexed in await claims.list_mine():
+            if indexed.block in self._blocks.get(indexed.scope, {}):
+                continue
+            current = await claims.read_block(indexed.scope, indexed.block)
+            if current is not None and claims.mine(current.owner):
+                adopt.append(current)
+            else:
+                await claims.drop_index(indexed)
         if adopt:
             await self._remember(adopt)
             for c in adopt:
@@ -412,30 +461,31 @@ class ClusterMode:
                     "info", "cluster block adopted", {"block": str(c.block), "lan": str(c.scope)}
                 )
             changed = True
-        by_scope: dict[Scope, list[ClaimedBlock]] = defaultdict(list)
-        for c in listing:
-            by_scope[c.scope].append(c)
+        # The cached blocks against their keys in etcd (the truth; the index is not).
         lost: list[tuple[Scope, Subnet, ClaimedBlock]] = []
         for scope, blocks in list(self._blocks.items()):
-            entries = by_scope.get(scope, [])
-            for block, cached in list(blocks.items()):
-                if (scope, block) in self._retiring:
-                    continue
+            live = [b for b in blocks if (scope, b) not in self._retiring]
+            entries = await claims.starting_inside(scope, live) if live else []
+            for block in sorted(live):
                 same = next((c for c in entries if c.block == block), None)
                 if same is not None and claims.mine(same.owner):
                     continue
-                other = next((c for c in entries if c.block.overlaps(block)), None)
+                other = same or next((c for c in entries if c.block.overlaps(block)), None)
                 if other is None:
                     # Gone from etcd (reclaimed while this host was away, or a give-back that
                     # crashed half-way): this host may still use addresses in it, so take it
                     # back before anyone else does.
-                    if await claims.claim(scope, block, cached.pool) is not None:
+                    if await claims.claim(scope, block, blocks[block].pool) is not None:
                         self._events(
                             "warning",
                             "cluster block claimed again",
                             {"block": str(block), "lan": str(scope)},
                         )
-                    continue
+                        continue
+                    # A larger block of another host covers it now.
+                    other = await claims.block_containing(scope, block.first)
+                    if other is None or claims.mine(other.owner):
+                        continue  # it changed meanwhile: the next sweep looks again
                 lost.append((scope, block, other))
         if lost:
             usage = self._usage
@@ -555,9 +605,25 @@ class ClusterMode:
     def _note_unreachable(self, exc: Exception) -> None:
         self._failed_at = time.monotonic()
         self._unreachable_reason = str(exc)
-        if self._reachable is not False:
+        held = sum(len(blocks) for blocks in self._blocks.values())
+        was_denied, self._denied = self._denied, None
+        if isinstance(exc, EtcdAccessDenied):
+            # Settings to fix, not an outage: an error, logged again only if it changes.
+            self._denied = str(exc)
             self._reachable = False
-            held = sum(len(blocks) for blocks in self._blocks.values())
+            if was_denied != self._denied:
+                self._events(
+                    "error",
+                    "etcd access denied",
+                    {
+                        "etcd": self._kv.describe(),
+                        "error": str(exc),
+                        "note": f"allocating inside this host's {held} blocks only",
+                    },
+                )
+            return
+        if self._reachable is not False or was_denied is not None:
+            self._reachable = False
             self._events(
                 "warning",
                 "etcd unreachable",
@@ -572,6 +638,7 @@ class ClusterMode:
         if self._reachable is False:
             self._events("info", "etcd reachable again", {"etcd": self._kv.describe()})
         self._reachable = True
+        self._denied = None
         self._failed_at = -UNREACHABLE_HOLDOFF
 
     async def _remember(self, claimed: list[ClaimedBlock]) -> None:

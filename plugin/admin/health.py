@@ -7,9 +7,10 @@ right too. It never waits for the state: while it loads the answer is "loading".
 * **loading**: the state is still being read (the socket answers before that, see
   plugin/services.py).
 * **degraded**: the state cannot be used (every call that needs it answers 500 with the same
-  line), or in cluster mode etcd could not be reached at the last contact (allocation goes on
-  inside this host's blocks; a new block, or an --ip outside them, fails) or another daemon is
-  registered under this node name.
+  line), or in cluster mode etcd could not be reached at the last contact, or refused this
+  host (a certificate, a password: `EtcdAccessDenied`) (allocation goes on inside this host's
+  blocks; a new block, or an --ip outside them, fails) or another daemon is registered under
+  this node name.
 * **ready** otherwise.
 """
 

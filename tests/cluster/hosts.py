@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,7 @@ class Hosts:
         sweep: float = 30.0,
         endpoints: str | None = None,
         extra: tuple[str, ...] = (),
+        env: Mapping[str, str] | None = None,
     ) -> Host:
         state_dir = self.tmp_dir / f"{node}-state"
         socket_path = self.tmp_dir / f"{node}.sock"
@@ -124,19 +126,27 @@ class Hosts:
             *extra,
         )
         daemon = PluginDaemon(
-            argv, socket_path, self.tmp_dir / f"{node}.log", name=node, state_dir=state_dir
+            argv,
+            socket_path,
+            self.tmp_dir / f"{node}.log",
+            name=node,
+            state_dir=state_dir,
+            env=env,
         )
         host = Host(node, daemon, state_dir, etcd_args)
         self.hosts.append(host)
         daemon.start()
         return host
 
-    def cli(self, *args: str, endpoints: str | None = None) -> subprocess.CompletedProcess[str]:
-        """`pymacvlan cluster ARGS` against the lab's etcd."""
+    def cli(
+        self, *args: str, endpoints: str | None = None, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`pymacvlan cluster ARGS` against the lab's etcd (`env`: more PYMACVLAN_* settings)."""
         env = {
             **os.environ,
             "PYMACVLAN_ETCD_ENDPOINTS": endpoints or self.endpoints,
             "PYMACVLAN_ETCD_PREFIX": self.prefix,
+            **(env or {}),
         }
         return subprocess.run(
             [str(venv_bin("pymacvlan")), "cluster", *args],

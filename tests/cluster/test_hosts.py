@@ -132,6 +132,12 @@ def test_a_host_cut_off_from_etcd_uses_its_blocks_then_says_why_it_cannot_grow(
     ), answer.err
     assert "connection refused" in answer.err
     assert "etcd unreachable" in host.log()
+    down = own_hosts.cli("status")  # the operator's command says it in the same words
+    assert down.returncode == 1
+    assert down.stderr.startswith(
+        f"pymacvlan: the etcd cluster (endpoints {own_etcd.endpoints.replace(',', ', ')}) cannot "
+        "be reached: "
+    ), down.stderr
 
     own_etcd.start()  # the same members, the same data: the cluster is back
     more = host.allocate(pool_id)

@@ -35,16 +35,16 @@ def test_endpoints_prefix_and_timeouts_are_read() -> None:
     [
         (
             "127.0.0.1:2379",
-            "invalid etcd endpoint '127.0.0.1:2379': expected http://HOST:PORT, such as "
-            "http://127.0.0.1:2379",
+            "invalid etcd endpoint '127.0.0.1:2379': expected http://HOST:PORT or "
+            "https://HOST:PORT, such as http://127.0.0.1:2379",
         ),
         (
             "http://127.0.0.1",
-            "invalid etcd endpoint 'http://127.0.0.1': expected http://HOST:PORT, such as "
-            "http://127.0.0.1:2379",
+            "invalid etcd endpoint 'http://127.0.0.1': expected http://HOST:PORT or "
+            "https://HOST:PORT, such as http://127.0.0.1:2379",
         ),
-        ("https://127.0.0.1:2379", "TLS to etcd is not supported yet"),
-        ("http://u:p@127.0.0.1:2379", "etcd authentication is not supported yet"),
+        ("https://127.0.0.1", "expected http://HOST:PORT or https://HOST:PORT"),
+        ("http://u:p@127.0.0.1:2379", "no user or password in the URL; use --etcd-user"),
         ("http://127.0.0.1:2379/v3", "(no path)"),
         ("http://127.0.0.1:2379,http://127.0.0.1:2379", "an endpoint is listed twice"),
     ],

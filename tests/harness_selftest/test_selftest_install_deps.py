@@ -77,6 +77,8 @@ def test_the_list_names_every_tool_the_tests_call() -> None:
         "iperf3": "cmd:iperf3",
         "iputils-ping": "cmd:ping",
         "etcd-server": "cmd:etcd",
+        "etcd-client": "cmd:etcdctl",
+        "openssl": "cmd:openssl",
         "dnsmasq-base": "cmd:dnsmasq",
         "docker.io": "cmd:dockerd",
         "busybox-static": "static:/bin/busybox",
