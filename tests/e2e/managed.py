@@ -462,4 +462,7 @@ def registry(root: Path) -> Iterator[Registry]:
 def privileges(dockerd: Dockerd, ref: str) -> Mapping[str, list[str]]:
     """What ``docker plugin install`` asks the user to grant, ``{name: values}``."""
     listed = dockerd.api("GET", f"/plugins/privileges?remote={ref}")
-    return {item["Name"]: sorted(item["Value"]) for item in listed}
+    merged: dict[str, set[str]] = {}
+    for item in listed:  # one item per mount: merged, as `docker plugin install` shows them
+        merged.setdefault(item["Name"], set()).update(item["Value"])
+    return {name: sorted(values) for name, values in merged.items()}

@@ -413,7 +413,7 @@ def test_registry_install_upgrade_and_reinstall_keep_the_state(
         push_plugin(dockerd, plugin_build, ref2)
         assert privileges(dockerd, ref1) == {
             "capabilities": ["CAP_NET_ADMIN", "CAP_NET_RAW"],
-            "mount": [DEFAULT_STATE_SOURCE],
+            "mount": sorted([DEFAULT_STATE_SOURCE, "/etc/ssl/certs"]),  # state, etcd-certs
             "network": ["host"],
         }
 
