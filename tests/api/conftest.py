@@ -136,3 +136,18 @@ def factory(links: FakeLinks) -> ServicesFactory:
 async def d(start_daemon: StartDaemon, factory: ServicesFactory) -> Daemon:
     """The daemon on the fake link layer."""
     return await start_daemon(factory)
+
+
+class Clock:
+    """The IPAM's clock, moved by the test: allocations made an hour ago, without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()

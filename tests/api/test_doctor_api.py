@@ -19,7 +19,7 @@ import pytest
 from plugin.doctor import parent as parent_checks
 from plugin.doctor.model import Check
 from plugin.services import ServicesFactory, open_services
-from tests.api.conftest import Daemon, PluginClient, StartDaemon
+from tests.api.conftest import Clock, Daemon, PluginClient, StartDaemon
 from tests.api.fake_links import FakeLinks
 
 pytestmark = pytest.mark.asyncio
@@ -29,19 +29,6 @@ NET = "d0" * 32
 NET2 = "d1" * 32
 SUBNET = "192.0.2.0/24"
 HOUR = 3600.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

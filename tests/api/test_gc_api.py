@@ -15,7 +15,7 @@ import pytest
 
 from plugin import cli, gc_cli
 from plugin.services import ServicesFactory, open_services
-from tests.api.conftest import Answer, Daemon, PluginClient, StartDaemon
+from tests.api.conftest import Answer, Clock, Daemon, PluginClient, StartDaemon
 from tests.api.fake_links import FakeLinks
 
 pytestmark = pytest.mark.asyncio
@@ -25,21 +25,6 @@ NET = "a" * 64
 SUBNET = "192.0.2.0/24"
 GATEWAY_ADDRESS = "192.0.2.1"
 HOUR = 3600.0
-
-
-class Clock:
-    """The IPAM's clock, moved by the test: allocations made an hour ago, without waiting."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

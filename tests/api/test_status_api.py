@@ -25,7 +25,7 @@ from plugin.services import ServicesFactory, open_services
 from plugin.settings import Settings
 from plugin.state_lock import state_dir_locked
 from plugin.transport import PluginSite
-from tests.api.conftest import Daemon, PluginClient, StartDaemon
+from tests.api.conftest import Clock, Daemon, PluginClient, StartDaemon
 from tests.api.fake_links import FakeLinks
 
 pytestmark = pytest.mark.asyncio
@@ -428,21 +428,6 @@ async def test_no_daemon_and_no_state_is_exit_1_with_one_line(
 HOUR = 3600.0
 GC = "pymacvlan/v1/gc"
 CERTAIN = "unused: the pymacvlan network driver lists no user of it"
-
-
-class Clock:
-    """The IPAM's clock, moved by the test: allocations made an hour ago, without waiting."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
